@@ -1,0 +1,110 @@
+package bridge
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// Filter selects messages by device and point glob patterns, protocols and labels.
+// Every part that is set must match; an empty part matches everything.
+//
+// Patterns use path.Match syntax (`*`, `?`, `[a-z]`, `\` to escape); `*` does not
+// match `/`.
+type Filter struct {
+	Devices   []string
+	Points    []string
+	Protocols []Protocol
+	Labels    map[string]string
+}
+
+// Matcher is a compiled Filter. The zero Matcher matches everything.
+type Matcher struct {
+	devices   patterns
+	points    patterns
+	protocols uint32 // bit per protocol; 0 matches all
+	labels    map[string]string
+}
+
+// Compile checks the filter's patterns and returns its matcher.
+func (f Filter) Compile() (*Matcher, error) {
+	m := &Matcher{labels: f.Labels}
+	var err error
+	if m.devices, err = compilePatterns(f.Devices); err != nil {
+		return nil, fmt.Errorf("devices: %w", err)
+	}
+	if m.points, err = compilePatterns(f.Points); err != nil {
+		return nil, fmt.Errorf("points: %w", err)
+	}
+	for _, p := range f.Protocols {
+		if p <= 0 || p >= 32 {
+			return nil, fmt.Errorf("protocols: unknown protocol %d", p)
+		}
+		m.protocols |= 1 << uint(p)
+	}
+	return m, nil
+}
+
+// Match reports whether a message passes the filter.
+func (m *Matcher) Match(msg *Message) bool {
+	if m.protocols != 0 && m.protocols&(1<<uint(msg.Protocol)) == 0 {
+		return false
+	}
+	if !m.devices.match(msg.Device) || !m.points.match(msg.Point) {
+		return false
+	}
+	for k, v := range m.labels {
+		if got, ok := msg.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// MatchDevice reports whether a device passes the device and protocol parts.
+func (m *Matcher) MatchDevice(id string, p Protocol) bool {
+	if m.protocols != 0 && m.protocols&(1<<uint(p)) == 0 {
+		return false
+	}
+	return m.devices.match(id)
+}
+
+// patterns is a set of globs; those without a meta character are compared for
+// equality, which is the common case and much cheaper than path.Match.
+type patterns struct {
+	exact map[string]struct{}
+	globs []string
+}
+
+func compilePatterns(list []string) (patterns, error) {
+	var p patterns
+	for _, s := range list {
+		if _, err := path.Match(s, ""); err != nil {
+			return p, fmt.Errorf("bad pattern %q: %w", s, err)
+		}
+		if !strings.ContainsAny(s, `*?[\`) {
+			if p.exact == nil {
+				p.exact = make(map[string]struct{})
+			}
+			p.exact[s] = struct{}{}
+			continue
+		}
+		p.globs = append(p.globs, s)
+	}
+	return p, nil
+}
+
+func (p patterns) match(s string) bool {
+	if p.exact == nil && p.globs == nil {
+		return true
+	}
+	if _, ok := p.exact[s]; ok {
+		return true
+	}
+	for _, g := range p.globs {
+		if ok, _ := path.Match(g, s); ok {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,105 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// ErrInvalidMessage is wrapped by every refusal of a malformed message.
+var ErrInvalidMessage = errors.New("invalid message")
+
+// Ingest is how one adapter hands messages to the hub: it stamps the adapter's
+// protocol, checks each message, keeps the device registry and counts.
+type Ingest struct {
+	hub      *Hub
+	protocol Protocol
+}
+
+// Ingest returns the entry point for one protocol's adapter.
+func (h *Hub) Ingest(p Protocol) *Ingest { return &Ingest{hub: h, protocol: p} }
+
+// Protocol is the protocol this Ingest stamps.
+func (in *Ingest) Protocol() Protocol { return in.protocol }
+
+// Publish accepts messages in order, as one batch with consecutive sequences. It
+// refuses the whole batch when any message is invalid or would overflow the
+// registry, so that a device sees all of a multi-point payload or none of it.
+// When Publish returns nil the messages are ordered and visible to subscribers.
+func (in *Ingest) Publish(ctx context.Context, msgs ...*Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := in.hub.cfg.Now()
+	for _, m := range msgs {
+		m.Protocol = in.protocol
+		if err := validate(m); err != nil {
+			in.hub.metrics.rejected.WithLabelValues(in.protocol.String(), "invalid").Inc()
+			return err
+		}
+	}
+	devs := make([]*device, len(msgs))
+	for i, m := range msgs {
+		d, err := in.hub.reg.observe(m, now)
+		if err != nil {
+			reason := "limit"
+			if !errors.Is(err, ErrTooManyDevices) && !errors.Is(err, ErrTooManyPoints) {
+				reason = "conflict"
+			}
+			in.hub.metrics.rejected.WithLabelValues(in.protocol.String(), reason).Inc()
+			return err
+		}
+		devs[i] = d
+	}
+	if err := in.hub.publish(msgs); err != nil {
+		return err
+	}
+	for _, d := range devs {
+		d.in.Inc()
+	}
+	return nil
+}
+
+// State records a device's connection state, and the error that caused it if any.
+func (in *Ingest) State(device string, s DeviceState, cause error) {
+	_ = in.hub.reg.setState(device, in.protocol, s, cause, in.hub.cfg.Now())
+}
+
+// Declare registers a configured device and its points before any reading arrives.
+func (in *Ingest) Declare(device string, points ...string) error {
+	return in.hub.reg.addPoints(device, in.protocol, points, in.hub.cfg.Now())
+}
+
+// Invalid counts a payload from a device that did not decode.
+func (in *Ingest) Invalid(device string, cause error) {
+	in.hub.reg.invalid(device, in.protocol, cause, in.hub.cfg.Now())
+}
+
+// MaxNameLen bounds device and point names, which often come from the network.
+const MaxNameLen = 256
+
+func validate(m *Message) error {
+	switch {
+	case m.Device == "":
+		return fmt.Errorf("%w: empty device", ErrInvalidMessage)
+	case m.Point == "":
+		return fmt.Errorf("%w: device %q: empty point", ErrInvalidMessage, m.Device)
+	case len(m.Device) > MaxNameLen || len(m.Point) > MaxNameLen:
+		return fmt.Errorf("%w: device or point name longer than %d bytes", ErrInvalidMessage, MaxNameLen)
+	case !utf8.ValidString(m.Device) || !utf8.ValidString(m.Point):
+		return fmt.Errorf("%w: device or point name is not UTF-8", ErrInvalidMessage)
+	case m.Value.IsZero():
+		return fmt.Errorf("%w: device %q point %q: no value", ErrInvalidMessage, m.Device, m.Point)
+	}
+	if s, ok := m.Value.AsString(); ok && !utf8.ValidString(s) {
+		// protobuf strings must be UTF-8; the wire would refuse it later, per subscriber.
+		return fmt.Errorf("%w: device %q point %q: string value is not UTF-8", ErrInvalidMessage, m.Device, m.Point)
+	}
+	for k, v := range m.Labels {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return fmt.Errorf("%w: device %q point %q: label is not UTF-8", ErrInvalidMessage, m.Device, m.Point)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+)
+
+// Start says where a subscription begins.
+type Start int
+
+const (
+	StartLive     Start = iota // messages published from now on
+	StartEarliest              // every retained message, then live
+	StartAfter                 // every retained message with a larger sequence than After, then live
+)
+
+// SubscribeOptions select what a subscription receives and from where.
+type SubscribeOptions struct {
+	Match *Matcher // nil matches everything
+	Start Start
+	After uint64 // with StartAfter
+}
+
+// Subscription reads the hub's messages in sequence order. It belongs to one
+// goroutine: Next is not safe for concurrent use. Close it when done.
+type Subscription struct {
+	hub     *Hub
+	match   *Matcher
+	cursor  atomic.Uint64 // next sequence to read; atomic for the lag metric
+	wake    chan struct{}
+	waiting atomic.Bool
+	dropped atomic.Uint64
+	skipped uint64
+	closed  atomic.Bool
+}
+
+// Subscribe opens a subscription. Messages that matched the start but are no longer
+// retained are counted by Skipped.
+func (h *Hub) Subscribe(opts SubscribeOptions) (*Subscription, error) {
+	select {
+	case <-h.closed:
+		return nil, ErrClosed
+	default:
+	}
+	s := &Subscription{hub: h, match: opts.Match, wake: make(chan struct{}, 1)}
+	if s.match == nil {
+		s.match = &Matcher{}
+	}
+	// Registering under the read lock means no message can be published between
+	// choosing the cursor and being woken for what follows it.
+	h.mu.RLock()
+	oldest := h.oldestLocked()
+	var cursor uint64
+	switch opts.Start {
+	case StartLive:
+		cursor = h.last + 1
+	case StartEarliest:
+		cursor = oldest
+	case StartAfter:
+		cursor = opts.After + 1
+		if cursor < oldest {
+			s.skipped = oldest - cursor
+			cursor = oldest
+		}
+	default:
+		h.mu.RUnlock()
+		return nil, fmt.Errorf("unknown start %d", opts.Start)
+	}
+	s.cursor.Store(cursor)
+	h.addSub(s)
+	h.mu.RUnlock()
+	return s, nil
+}
+
+// Close ends the subscription. It is safe to call more than once.
+func (s *Subscription) Close() {
+	if s.closed.CompareAndSwap(false, true) {
+		s.hub.removeSub(s)
+	}
+}
+
+// Dropped counts the messages this subscription skipped for being too slow.
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Skipped counts messages after the requested start that were no longer retained.
+func (s *Subscription) Skipped() uint64 { return s.skipped }
+
+// Cursor is the sequence the subscription reads next.
+func (s *Subscription) Cursor() uint64 { return s.cursor.Load() }
+
+func (s *Subscription) wakeUp() {
+	if s.waiting.Load() && s.waiting.CompareAndSwap(true, false) {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Next waits for matching messages and appends up to cap(buf) of them to buf[:0].
+// It returns ctx's error when ctx ends, ErrClosed when the hub closes, and an error
+// wrapping ErrSlowConsumer when the subscriber fell too far behind under the
+// disconnect policy.
+func (s *Subscription) Next(ctx context.Context, buf []*Message) ([]*Message, error) {
+	if cap(buf) == 0 {
+		buf = make([]*Message, 0, 64)
+	}
+	h := s.hub
+	for {
+		if s.closed.Load() {
+			return nil, ErrClosed
+		}
+		if h.head.Load() >= s.cursor.Load() {
+			out, err := s.read(buf[:0])
+			if err != nil || len(out) > 0 {
+				return out, err
+			}
+			continue
+		}
+		// Announce that we sleep, then look again: a publisher either sees the flag
+		// or we see its message.
+		s.waiting.Store(true)
+		if h.head.Load() >= s.cursor.Load() {
+			s.waiting.Store(false)
+			continue
+		}
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+			s.waiting.Store(false)
+			return nil, ctx.Err()
+		case <-h.closed:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// scanLimit bounds how many ring slots one read looks at, so that a subscriber with a
+// narrow filter does not hold the read lock for a whole ring.
+const scanLimit = 4096
+
+func (s *Subscription) read(out []*Message) ([]*Message, error) {
+	h := s.hub
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	cursor := s.cursor.Load()
+	if lag := h.last + 1 - cursor; lag > uint64(h.cfg.QueueSize) {
+		if h.cfg.SlowPolicy == SlowDisconnect {
+			h.metrics.dropped.WithLabelValues("disconnect").Inc()
+			return nil, fmt.Errorf("%w: %d messages behind, limit %d", ErrSlowConsumer, lag, h.cfg.QueueSize)
+		}
+		next := h.last + 1 - uint64(h.cfg.QueueSize)
+		// The ring is at least QueueSize long and the cursor is behind it only when
+		// the ring wrapped past it: count what is still there and matched.
+		var n uint64
+		for seq := max(cursor, h.oldestLocked()); seq < next; seq++ {
+			if s.match.Match(h.ring[seq&h.mask]) {
+				n++
+			}
+		}
+		if n > 0 {
+			s.dropped.Add(n)
+			h.metrics.dropped.WithLabelValues("drop_oldest").Add(float64(n))
+		}
+		cursor = next
+	}
+	end := min(h.last+1, cursor+scanLimit)
+	for ; cursor < end && len(out) < cap(out); cursor++ {
+		if m := h.ring[cursor&h.mask]; s.match.Match(m) {
+			out = append(out, m)
+		}
+	}
+	s.cursor.Store(cursor)
+	return out, nil
+}
