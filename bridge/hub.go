@@ -69,6 +69,9 @@ type HubConfig struct {
 	// MaxDevices and MaxPointsPerDevice bound the registry; defaults 10000 and 4096.
 	MaxDevices         int
 	MaxPointsPerDevice int
+	// Labels are added to every message (the gateway's static labels, such as its
+	// site); a message's own label of the same name wins. Not modified by the hub.
+	Labels map[string]string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }

@@ -34,6 +34,7 @@ func (in *Ingest) Publish(ctx context.Context, msgs ...*Message) error {
 	now := in.hub.cfg.Now()
 	for _, m := range msgs {
 		m.Protocol = in.protocol
+		m.Labels = mergeLabels(in.hub.cfg.Labels, m.Labels)
 		if err := validate(m); err != nil {
 			in.hub.metrics.rejected.WithLabelValues(in.protocol.String(), "invalid").Inc()
 			return err
@@ -51,6 +52,7 @@ func (in *Ingest) Publish(ctx context.Context, msgs ...*Message) error {
 			return err
 		}
 		devs[i] = d
+		m.dev = d
 	}
 	if err := in.hub.publish(msgs); err != nil {
 		return err
@@ -102,4 +104,23 @@ func validate(m *Message) error {
 		}
 	}
 	return nil
+}
+
+// mergeLabels adds the static labels to a message's own. Without labels of its own
+// the message shares the static map, which nobody modifies.
+func mergeLabels(static, own map[string]string) map[string]string {
+	switch {
+	case len(static) == 0:
+		return own
+	case len(own) == 0:
+		return static
+	}
+	out := make(map[string]string, len(static)+len(own))
+	for k, v := range static {
+		out[k] = v
+	}
+	for k, v := range own {
+		out[k] = v
+	}
+	return out
 }

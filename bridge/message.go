@@ -132,4 +132,14 @@ type Message struct {
 	Unit        string
 	Labels      map[string]string
 	Priority    Priority // zero becomes PriorityNormal
+
+	dev *device // set by Ingest: the device's counters, without a lookup per delivery
+}
+
+// Delivered counts one delivery of the message to a subscriber, in
+// edgegate_messages_out_total.
+func (m *Message) Delivered() {
+	if m.dev != nil {
+		m.dev.out.Inc()
+	}
 }

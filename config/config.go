@@ -1,0 +1,335 @@
+// Package config reads and checks the gateway's YAML configuration: the gateway,
+// grpc and http sections here, each protocol's section and devices through the
+// protocols registry. It validates everything and reports every problem at once,
+// each naming its device and key; it starts nothing.
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/protocols"
+	etls "github.com/edgegate/edgegate/tls"
+	"gopkg.in/yaml.v3"
+)
+
+// Default is the embedded configuration `edgegate serve` runs without --config:
+// everything on loopback, where plaintext is allowed because nothing leaves the
+// machine.
+//
+//go:embed default.yaml
+var Default []byte
+
+// Config is the whole gateway configuration.
+type Config struct {
+	Gateway Gateway `yaml:"gateway"`
+	GRPC    GRPC    `yaml:"grpc"`
+	HTTP    HTTP    `yaml:"http"`
+	// Protocols holds each configured protocol's config by name: those with a
+	// section in the file and those named by a device.
+	Protocols map[string]protocols.Config `yaml:"-"`
+}
+
+// Gateway is the `gateway:` section.
+type Gateway struct {
+	ID      string            `yaml:"id"`
+	DataDir string            `yaml:"data_dir"`
+	Labels  map[string]string `yaml:"labels"`
+	// Retain is how many recent messages are held in memory for replay and slow
+	// subscribers (rounded up to a power of two).
+	Retain int `yaml:"retain"`
+	// SubscriberQueue is how far behind a subscriber may fall before SlowConsumer applies.
+	SubscriberQueue int `yaml:"subscriber_queue"`
+	// SlowConsumer is "disconnect" (default) or "drop_oldest".
+	SlowConsumer       string `yaml:"slow_consumer"`
+	MaxDevices         int    `yaml:"max_devices"`
+	MaxPointsPerDevice int    `yaml:"max_points_per_device"`
+	// LogLevel is debug, info (default), warn or error.
+	LogLevel string `yaml:"log_level"`
+	// ShutdownTimeout bounds a graceful stop; default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// GRPC is the `grpc:` section.
+type GRPC struct {
+	// Listen is host:port or unix:///path. Default 127.0.0.1:50051.
+	Listen   string      `yaml:"listen"`
+	TLS      *etls.Files `yaml:"tls"`
+	Insecure bool        `yaml:"insecure"`
+	// MaxSubscribers bounds concurrent Subscribe streams; default 256.
+	MaxSubscribers int `yaml:"max_subscribers"`
+	// MaxConnections bounds concurrent client connections; default 1024.
+	MaxConnections int `yaml:"max_connections"`
+}
+
+// HTTP is the `http:` section: health, readiness, metrics and status.
+type HTTP struct {
+	// Listen is host:port; default 127.0.0.1:8080. "off" disables it.
+	Listen   string      `yaml:"listen"`
+	TLS      *etls.Files `yaml:"tls"`
+	Insecure bool        `yaml:"insecure"`
+}
+
+// Defaults for the sections that keep their loopback address when absent.
+const (
+	DefaultGRPCListen = "127.0.0.1:50051"
+	DefaultHTTPListen = "127.0.0.1:8080"
+)
+
+// Sections that belong to later parts of the contract; refused with a clear error
+// rather than accepted silently.
+var notYet = map[string]string{
+	"tunnels":   "TLS tunnels",
+	"uplink":    "the fleet uplink",
+	"functions": "edge functions",
+}
+
+// Load reads a config file.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(b)
+}
+
+// Problems is every problem found in a config, one a line.
+type Problems []error
+
+func (p Problems) Error() string {
+	s := make([]string, len(p))
+	for i, e := range p {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Parse decodes and validates a config. On failure the error is a Problems
+// listing every problem found.
+func Parse(b []byte) (*Config, error) {
+	c := &Config{Protocols: map[string]protocols.Config{}}
+	var probs Problems
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, Problems{fmt.Errorf("config: %w", err)}
+	}
+	if len(root.Content) == 0 {
+		c.setDefaults()
+		return c, nil
+	}
+	doc := root.Content[0]
+	if doc.Kind != yaml.MappingNode {
+		return nil, Problems{fmt.Errorf("config: line %d: the top level must be a mapping", doc.Line)}
+	}
+	var devices *yaml.Node
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		key, val := doc.Content[i].Value, doc.Content[i+1]
+		if seen[key] {
+			probs = append(probs, fmt.Errorf("%s: line %d: duplicate key", key, doc.Content[i].Line))
+			continue
+		}
+		seen[key] = true
+		var err error
+		switch key {
+		case "gateway":
+			err = protocols.DecodeStrict(val, &c.Gateway)
+		case "grpc":
+			err = protocols.DecodeStrict(val, &c.GRPC)
+		case "http":
+			err = protocols.DecodeStrict(val, &c.HTTP)
+		case "devices":
+			devices = val
+		default:
+			if what, ok := notYet[key]; ok {
+				err = fmt.Errorf("%s are not in this build of edgegate yet", what)
+				break
+			}
+			newCfg, ok := protocols.Lookup(key)
+			if !ok {
+				err = fmt.Errorf("line %d: unknown key (known: gateway, grpc, http, devices, %s)", doc.Content[i].Line, strings.Join(protocols.Names(), ", "))
+				break
+			}
+			pc := newCfg()
+			err = protocols.DecodeStrict(val, pc)
+			c.Protocols[key] = pc
+		}
+		if err != nil {
+			probs = append(probs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	c.setDefaults()
+	probs = append(probs, c.decodeDevices(devices)...)
+	probs = append(probs, c.validate()...)
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	return c, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.GRPC.Listen == "" {
+		c.GRPC.Listen = DefaultGRPCListen
+	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = DefaultHTTPListen
+	}
+	if c.GRPC.MaxSubscribers <= 0 {
+		c.GRPC.MaxSubscribers = 256
+	}
+	if c.GRPC.MaxConnections <= 0 {
+		c.GRPC.MaxConnections = 1024
+	}
+	if c.Gateway.ID == "" {
+		if h, err := os.Hostname(); err == nil {
+			c.Gateway.ID = h
+		} else {
+			c.Gateway.ID = "edgegate"
+		}
+	}
+	if c.Gateway.ShutdownTimeout <= 0 {
+		c.Gateway.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Gateway.LogLevel == "" {
+		c.Gateway.LogLevel = "info"
+	}
+}
+
+// decodeDevices hands each `devices:` entry to the config of the protocol it names,
+// creating that config when the file has no section for it.
+func (c *Config) decodeDevices(list *yaml.Node) Problems {
+	if list == nil {
+		return nil
+	}
+	if list.Kind != yaml.SequenceNode {
+		return Problems{fmt.Errorf("devices: line %d: must be a list", list.Line)}
+	}
+	var probs Problems
+	ids := map[string]int{}
+	for i, n := range list.Content {
+		var head struct {
+			ID       string `yaml:"id"`
+			Protocol string `yaml:"protocol"`
+		}
+		if err := n.Decode(&head); err != nil {
+			probs = append(probs, fmt.Errorf("devices[%d]: line %d: %w", i, n.Line, err))
+			continue
+		}
+		where := fmt.Sprintf("devices[%d]", i)
+		if head.ID != "" {
+			where = fmt.Sprintf("device %q", head.ID)
+		}
+		switch {
+		case head.ID == "":
+			probs = append(probs, fmt.Errorf("%s: line %d: id is required", where, n.Line))
+			continue
+		case len(head.ID) > bridge.MaxNameLen:
+			probs = append(probs, fmt.Errorf("%s: id longer than %d bytes", where, bridge.MaxNameLen))
+			continue
+		}
+		if j, dup := ids[head.ID]; dup {
+			probs = append(probs, fmt.Errorf("%s: id also used by devices[%d]", where, j))
+			continue
+		}
+		ids[head.ID] = i
+		newCfg, ok := protocols.Lookup(head.Protocol)
+		if !ok {
+			probs = append(probs, fmt.Errorf("%s: protocol: unknown protocol %q (known: %s)", where, head.Protocol, strings.Join(protocols.Names(), ", ")))
+			continue
+		}
+		pc, ok := c.Protocols[head.Protocol]
+		if !ok {
+			pc = newCfg()
+			c.Protocols[head.Protocol] = pc
+		}
+		taker, ok := pc.(protocols.DeviceTaker)
+		if !ok {
+			probs = append(probs, fmt.Errorf("%s: protocol %q takes no devices entries", where, head.Protocol))
+			continue
+		}
+		if err := taker.AddDevice(n); err != nil {
+			probs = append(probs, fmt.Errorf("%s: %w", where, err))
+		}
+	}
+	return probs
+}
+
+func (c *Config) validate() Problems {
+	var probs Problems
+	add := func(err error) {
+		if err != nil {
+			probs = append(probs, err)
+		}
+	}
+	g := c.Gateway
+	if _, ok := bridge.ParseSlowPolicy(g.SlowConsumer); !ok {
+		add(fmt.Errorf("gateway: slow_consumer: %q is not disconnect or drop_oldest", g.SlowConsumer))
+	}
+	if g.Retain < 0 || g.SubscriberQueue < 0 || g.MaxDevices < 0 || g.MaxPointsPerDevice < 0 {
+		add(errors.New("gateway: retain, subscriber_queue, max_devices and max_points_per_device must not be negative"))
+	}
+	if g.Retain > 1<<24 {
+		add(fmt.Errorf("gateway: retain: %d is more than the limit of %d", g.Retain, 1<<24))
+	}
+	if g.Retain > 0 && g.SubscriberQueue > g.Retain {
+		add(fmt.Errorf("gateway: subscriber_queue: %d is more than retain (%d)", g.SubscriberQueue, g.Retain))
+	}
+	switch g.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add(fmt.Errorf("gateway: log_level: %q is not debug, info, warn or error", g.LogLevel))
+	}
+	for k, v := range g.Labels {
+		if k == "" || len(k) > bridge.MaxNameLen || len(v) > 1024 {
+			add(fmt.Errorf("gateway: labels: %q: keys must be 1 to %d bytes, values at most 1024", k, bridge.MaxNameLen))
+		}
+	}
+	add(checkListener("grpc", c.GRPC.Listen, c.GRPC.TLS, c.GRPC.Insecure))
+	if c.HTTP.Listen != "off" {
+		add(checkListener("http", c.HTTP.Listen, c.HTTP.TLS, c.HTTP.Insecure))
+		if strings.HasPrefix(c.HTTP.Listen, "unix:") {
+			add(errors.New("http: listen: unix sockets are not supported for http"))
+		}
+	}
+	names := make([]string, 0, len(c.Protocols))
+	for n := range c.Protocols {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		for _, err := range c.Protocols[n].Validate() {
+			probs = append(probs, err)
+		}
+	}
+	return probs
+}
+
+func checkListener(section, addr string, files *etls.Files, insecure bool) error {
+	if files != nil {
+		if err := files.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", section, err)
+		}
+	}
+	if err := etls.CheckListener(addr, files != nil, insecure); err != nil {
+		return fmt.Errorf("%s: listen: %w", section, err)
+	}
+	return nil
+}
+
+// HubConfig is the bridge configuration the gateway section asks for.
+func (c *Config) HubConfig() bridge.HubConfig {
+	p, _ := bridge.ParseSlowPolicy(c.Gateway.SlowConsumer)
+	return bridge.HubConfig{
+		Retain:             c.Gateway.Retain,
+		QueueSize:          c.Gateway.SubscriberQueue,
+		SlowPolicy:         p,
+		MaxDevices:         c.Gateway.MaxDevices,
+		MaxPointsPerDevice: c.Gateway.MaxPointsPerDevice,
+	}
+}

@@ -1,0 +1,389 @@
+// Package gateway assembles a running edgegate from a config: the hub, the
+// protocol adapters, the gRPC service and the HTTP endpoints. It starts them in
+// dependency order and stops them in reverse. It knows protocols only through the
+// protocols registry.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/config"
+	"github.com/edgegate/edgegate/grpcapi"
+	"github.com/edgegate/edgegate/protocols"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+)
+
+// Version is set at build time with -ldflags "-X github.com/edgegate/edgegate/gateway.Version=...".
+var Version = "dev"
+
+type adapter struct {
+	name     string
+	protocol bridge.Protocol
+	impl     protocols.Adapter
+}
+
+// Gateway is one running edgegate.
+type Gateway struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	hub      *bridge.Hub
+	adapters []adapter
+	started  time.Time
+
+	mu       sync.Mutex
+	grpcAddr net.Addr
+	httpAddr net.Addr
+	ready    atomic.Bool
+	readyCh  chan struct{}
+}
+
+// New builds a gateway from a validated config. It opens nothing.
+func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	hc := cfg.HubConfig()
+	if cfg.Gateway.DataDir == "" {
+		// Without a durable log, seed sequences from the clock (microseconds) so
+		// that a restart never reuses a sequence a consumer has seen, as long as
+		// the gateway averages under a million messages a second.
+		hc.FirstSequence = uint64(time.Now().UnixMicro())
+	}
+	hc.Labels = cfg.Gateway.Labels
+	g := &Gateway{
+		cfg:     cfg,
+		log:     log,
+		reg:     reg,
+		hub:     bridge.NewHub(hc, reg),
+		readyCh: make(chan struct{}),
+	}
+	names := make([]string, 0, len(cfg.Protocols))
+	for n := range cfg.Protocols {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		pc := cfg.Protocols[n]
+		impl, err := pc.New(protocols.Env{
+			Logger:    log.With("protocol", n),
+			Metrics:   reg,
+			GatewayID: cfg.Gateway.ID,
+			DataDir:   cfg.Gateway.DataDir,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n, err)
+		}
+		g.adapters = append(g.adapters, adapter{name: n, protocol: pc.Protocol(), impl: impl})
+		if w, ok := impl.(protocols.Writer); ok {
+			g.hub.SetWriter(pc.Protocol(), w)
+		}
+		if r, ok := impl.(protocols.Reader); ok {
+			g.hub.SetReader(pc.Protocol(), r)
+		}
+	}
+	return g, nil
+}
+
+// Hub is the gateway's hub (for tests and embedding).
+func (g *Gateway) Hub() *bridge.Hub { return g.hub }
+
+// Adapter returns a protocol's adapter, or nil.
+func (g *Gateway) Adapter(name string) protocols.Adapter {
+	for _, a := range g.adapters {
+		if a.name == name {
+			return a.impl
+		}
+	}
+	return nil
+}
+
+// Ready is closed once every listener is bound and every adapter is ready.
+func (g *Gateway) Ready() <-chan struct{} { return g.readyCh }
+
+// GRPCAddr and HTTPAddr are the bound addresses, once Ready.
+func (g *Gateway) GRPCAddr() net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.grpcAddr
+}
+
+func (g *Gateway) HTTPAddr() net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.httpAddr
+}
+
+// Run serves until ctx ends or a part fails, then stops everything in reverse order
+// of start. It returns nil after a stop caused by ctx.
+func (g *Gateway) Run(ctx context.Context) error {
+	g.started = time.Now()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	// Bind every listener first, so a port in use fails the start at once.
+	var httpLn net.Listener
+	if g.cfg.HTTP.Listen != "off" {
+		ln, err := listen(g.cfg.HTTP.Listen, 0)
+		if err != nil {
+			return fmt.Errorf("http: %w", err)
+		}
+		httpLn = ln
+	}
+	grpcLn, err := listen(g.cfg.GRPC.Listen, g.cfg.GRPC.MaxConnections)
+	if err != nil {
+		if httpLn != nil {
+			httpLn.Close()
+		}
+		return fmt.Errorf("grpc: %w", err)
+	}
+	g.mu.Lock()
+	g.grpcAddr = grpcLn.Addr()
+	if httpLn != nil {
+		g.httpAddr = httpLn.Addr()
+	}
+	g.mu.Unlock()
+
+	var wg sync.WaitGroup
+	fail := func(what string, err error) {
+		if err != nil && ctx.Err() == nil {
+			cancel(fmt.Errorf("%s: %w", what, err))
+		}
+	}
+
+	// HTTP first: liveness answers while the rest starts.
+	var httpSrv *http.Server
+	if httpLn != nil {
+		srv, err := g.httpServer()
+		if err != nil {
+			grpcLn.Close()
+			httpLn.Close()
+			return err
+		}
+		httpSrv = srv
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if srv.TLSConfig != nil {
+				err = srv.ServeTLS(httpLn, "", "")
+			} else {
+				err = srv.Serve(httpLn)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				fail("http", err)
+			}
+		}()
+	}
+
+	// Adapters, each with its own context so they stop before the hub closes.
+	adCtx, adCancel := context.WithCancel(context.WithoutCancel(ctx))
+	var adWG sync.WaitGroup
+	for _, a := range g.adapters {
+		adWG.Add(1)
+		go func() {
+			defer adWG.Done()
+			err := a.impl.Run(adCtx, g.hub.Ingest(a.protocol))
+			if adCtx.Err() == nil {
+				if err == nil {
+					err = errors.New("stopped unexpectedly")
+				}
+				fail(a.name, err)
+			}
+		}()
+	}
+
+	// gRPC last: it serves what the others produce.
+	grpcSrv, healthSrv, err := g.grpcServer()
+	if err != nil {
+		fail("grpc", err)
+	} else {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fail("grpc", grpcSrv.Serve(grpcLn))
+		}()
+	}
+
+	// Ready when every adapter that can say so is ready.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for _, a := range g.adapters {
+			r, ok := a.impl.(protocols.Readier)
+			if !ok {
+				continue
+			}
+			select {
+			case <-r.Ready():
+			case <-ctx.Done():
+				return
+			}
+		}
+		if healthSrv != nil {
+			healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			healthSrv.SetServingStatus("edgegate.v1.Gateway", healthpb.HealthCheckResponse_SERVING)
+		}
+		g.ready.Store(true)
+		close(g.readyCh)
+		g.log.Info("edgegate ready", "id", g.cfg.Gateway.ID, "grpc", g.GRPCAddr().String(), "http", addrString(g.HTTPAddr()), "version", Version)
+	}()
+
+	<-ctx.Done()
+	cause := context.Cause(ctx)
+	if errors.Is(cause, context.Canceled) {
+		cause = nil
+	}
+	if cause != nil {
+		g.log.Error("stopping after a failure", "err", cause)
+	} else {
+		g.log.Info("stopping")
+	}
+
+	// Stop in reverse: not ready, adapters, hub (which ends the streams), gRPC, HTTP.
+	g.ready.Store(false)
+	if healthSrv != nil {
+		healthSrv.Shutdown()
+	}
+	deadline := g.cfg.Gateway.ShutdownTimeout
+	adCancel()
+	if !waitTimeout(&adWG, deadline) {
+		g.log.Error("adapters did not stop in time", "timeout", deadline)
+	}
+	g.hub.Close()
+	if grpcSrv != nil {
+		stopped := make(chan struct{})
+		go func() {
+			grpcSrv.GracefulStop()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-time.After(deadline):
+			g.log.Warn("grpc graceful stop timed out; closing connections", "timeout", deadline)
+			grpcSrv.Stop()
+			<-stopped
+		}
+	} else {
+		grpcLn.Close()
+	}
+	if httpSrv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), deadline)
+		if err := httpSrv.Shutdown(sctx); err != nil {
+			httpSrv.Close()
+		}
+		scancel()
+	}
+	wg.Wait()
+	if strings.HasPrefix(g.cfg.GRPC.Listen, "unix://") {
+		os.Remove(strings.TrimPrefix(g.cfg.GRPC.Listen, "unix://"))
+	}
+	return cause
+}
+
+func (g *Gateway) grpcServer() (*grpc.Server, *health.Server, error) {
+	ic := grpcapi.NewInterceptors(g.log.With("component", "grpc"), g.reg)
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(ic.Unary),
+		grpc.ChainStreamInterceptor(ic.Stream),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			// Ping an idle connection after 30s, and drop it when the ping is not
+			// answered in 10s: a workload that vanished (pod deleted, link cut)
+			// frees its subscription within a minute.
+			Time:    30 * time.Second,
+			Timeout: 10 * time.Second,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			// Clients may ping every 10s, even with no stream open, so that a
+			// client library can notice a dead gateway quickly.
+			MinTime:             10 * time.Second,
+			PermitWithoutStream: true,
+		}),
+		// Requests are small; this bounds what one bad client can make us buffer.
+		grpc.MaxRecvMsgSize(4 << 20),
+		// Bound concurrent streams per connection: subscribers are bounded
+		// service-wide as well.
+		grpc.MaxConcurrentStreams(1024),
+	}
+	if f := g.cfg.GRPC.TLS; f != nil {
+		tc, err := f.ServerConfig()
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	srv := grpc.NewServer(opts...)
+	grpcapi.New(g.hub, grpcapi.Options{MaxSubscribers: g.cfg.GRPC.MaxSubscribers, Logger: g.log}).Register(srv)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	hs.SetServingStatus("edgegate.v1.Gateway", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+	return srv, hs, nil
+}
+
+// listen binds host:port or unix:///path, with at most max connections (0: no
+// bound of our own).
+func listen(addr string, max int) (net.Listener, error) {
+	var ln net.Listener
+	var err error
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		// A socket file left by a killed process would make the bind fail.
+		if fi, serr := os.Stat(path); serr == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(path)
+		}
+		ln, err = net.Listen("unix", path)
+	} else {
+		ln, err = net.Listen("tcp", addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if max > 0 {
+		ln = netutil.LimitListener(ln, max)
+	}
+	return ln, nil
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
+}

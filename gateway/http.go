@@ -1,0 +1,99 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/edgegate/edgegate/bridge"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// httpServer serves liveness, readiness, metrics and a JSON status page.
+func (g *Gateway) httpServer() (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		// Liveness: the process answers. Readiness is separate, so that a gateway
+		// waiting for its listeners is not restarted.
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !g.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{
+		// Bound concurrent scrapes: a scrape walks every device's series.
+		MaxRequestsInFlight: 4,
+		Timeout:             10 * time.Second,
+	}))
+	mux.HandleFunc("GET /status", g.serveStatus)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+	if f := g.cfg.HTTP.TLS; f != nil {
+		tc, err := f.ServerConfig()
+		if err != nil {
+			return nil, err
+		}
+		srv.TLSConfig = tc
+	}
+	return srv, nil
+}
+
+type statusDevice struct {
+	ID        string    `json:"id"`
+	Protocol  string    `json:"protocol"`
+	State     string    `json:"state"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+	Messages  uint64    `json:"messages"`
+	Errors    uint64    `json:"errors"`
+	Writes    uint64    `json:"writes"`
+	Points    int       `json:"points"`
+}
+
+type statusPage struct {
+	ID           string         `json:"id"`
+	Version      string         `json:"version"`
+	Ready        bool           `json:"ready"`
+	Uptime       string         `json:"uptime"`
+	Protocols    []string       `json:"protocols"`
+	LastSequence uint64         `json:"last_sequence"`
+	Devices      []statusDevice `json:"devices"`
+}
+
+func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
+	p := statusPage{
+		ID:           g.cfg.Gateway.ID,
+		Version:      Version,
+		Ready:        g.ready.Load(),
+		Uptime:       time.Since(g.started).Round(time.Second).String(),
+		LastSequence: g.hub.LastSequence(),
+		Protocols:    []string{},
+		Devices:      []statusDevice{},
+	}
+	for _, a := range g.adapters {
+		p.Protocols = append(p.Protocols, a.name)
+	}
+	for _, d := range g.hub.Devices(nil) {
+		p.Devices = append(p.Devices, statusDevice{
+			ID: d.ID, Protocol: d.Protocol.String(), State: stateName(d.State),
+			LastSeen: d.LastSeen, LastError: d.LastError,
+			Messages: d.Messages, Errors: d.Errors, Writes: d.Writes, Points: len(d.Points),
+		})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(p)
+}
+
+func stateName(s bridge.DeviceState) string { return s.String() }

@@ -1,0 +1,212 @@
+// Package grpcapi serves the edgegate.v1.Gateway service over the bridge: it turns
+// requests into hub calls and hub messages into the wire form. It owns no
+// listener; the gateway package decides where and how it is served.
+package grpcapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+
+	"github.com/edgegate/edgegate/bridge"
+	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Options bound the service.
+type Options struct {
+	// MaxSubscribers bounds concurrent Subscribe streams; default 256.
+	MaxSubscribers int
+	Logger         *slog.Logger
+}
+
+// Server implements pb.GatewayServer.
+type Server struct {
+	pb.UnimplementedGatewayServer
+	hub  *bridge.Hub
+	log  *slog.Logger
+	subs chan struct{} // a slot per open Subscribe stream
+}
+
+var _ pb.GatewayServer = (*Server)(nil)
+
+// New returns the service for a hub.
+func New(hub *bridge.Hub, opts Options) *Server {
+	if opts.MaxSubscribers <= 0 {
+		opts.MaxSubscribers = 256
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Server{hub: hub, log: opts.Logger, subs: make(chan struct{}, opts.MaxSubscribers)}
+}
+
+// Register adds the service to a gRPC server.
+func (s *Server) Register(g *grpc.Server) { pb.RegisterGatewayServer(g, s) }
+
+// Header keys the Subscribe stream sends before its first message.
+const (
+	// HeaderSkipped counts messages after the requested start that are no longer
+	// retained and will not be delivered.
+	HeaderSkipped = "edgegate-skipped"
+	// HeaderFirstSequence is the sequence the stream reads first.
+	HeaderFirstSequence = "edgegate-first-sequence"
+)
+
+// sendBatch bounds how many messages one hub read hands to the stream.
+const sendBatch = 256
+
+// Subscribe streams the matching messages until the client goes away, the
+// subscriber falls too far behind (RESOURCE_EXHAUSTED), or the gateway stops
+// (UNAVAILABLE).
+func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamingServer[pb.Message]) error {
+	if req.GetConsumer() != "" {
+		return status.Error(codes.Unimplemented, "durable consumers need the durable log, which this build does not have yet; subscribe without consumer and resume with after_sequence")
+	}
+	f := bridge.Filter{Devices: req.GetDevices(), Points: req.GetPoints(), Labels: req.GetLabels()}
+	for _, p := range req.GetProtocols() {
+		f.Protocols = append(f.Protocols, bridge.Protocol(p))
+	}
+	match, err := f.Compile()
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "filter: %v", err)
+	}
+	opts := bridge.SubscribeOptions{Match: match}
+	switch st := req.GetStart().(type) {
+	case *pb.SubscribeRequest_FromEarliest:
+		if st.FromEarliest {
+			opts.Start = bridge.StartEarliest
+		}
+	case *pb.SubscribeRequest_AfterSequence:
+		opts.Start, opts.After = bridge.StartAfter, st.AfterSequence
+	}
+	select {
+	case s.subs <- struct{}{}:
+		defer func() { <-s.subs }()
+	default:
+		return status.Errorf(codes.ResourceExhausted, "the gateway serves at most %d subscribers", cap(s.subs))
+	}
+	sub, err := s.hub.Subscribe(opts)
+	if err != nil {
+		return hubStatus(err)
+	}
+	defer sub.Close()
+	md := metadata.Pairs(HeaderFirstSequence, strconv.FormatUint(sub.Cursor(), 10))
+	if n := sub.Skipped(); n > 0 {
+		md.Append(HeaderSkipped, strconv.FormatUint(n, 10))
+	}
+	if err := stream.SendHeader(md); err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	buf := make([]*bridge.Message, 0, sendBatch)
+	for {
+		batch, err := sub.Next(ctx, buf)
+		if err != nil {
+			return hubStatus(err)
+		}
+		for _, m := range batch {
+			if err := stream.Send(ToProto(m)); err != nil {
+				return err
+			}
+			m.Delivered()
+		}
+	}
+}
+
+// Write routes a write to the device's adapter.
+func (s *Server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResponse, error) {
+	if req.GetDevice() == "" || req.GetPoint() == "" {
+		return nil, status.Error(codes.InvalidArgument, "device and point are required")
+	}
+	v, err := ValueFromProto(req.GetValue())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := s.hub.Write(ctx, req.GetDevice(), req.GetPoint(), v); err != nil {
+		return nil, hubStatus(err)
+	}
+	return &pb.WriteResponse{Device: req.GetDevice(), Point: req.GetPoint(), RequestId: req.GetRequestId()}, nil
+}
+
+// maxReadPoints bounds one Read request.
+const maxReadPoints = 10000
+
+// Read returns latest values from the cache, or from the devices on request.
+func (s *Server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadResponse, error) {
+	if len(req.GetPoints()) > maxReadPoints {
+		return nil, status.Errorf(codes.InvalidArgument, "at most %d points a request", maxReadPoints)
+	}
+	resp := &pb.ReadResponse{}
+	if len(req.GetPoints()) == 0 {
+		if req.GetSource() == pb.ReadSource_READ_SOURCE_DEVICE {
+			return nil, status.Error(codes.InvalidArgument, "a read from the devices must name its points")
+		}
+		for _, m := range s.hub.LatestAll() {
+			resp.Messages = append(resp.Messages, ToProto(m))
+		}
+		return resp, nil
+	}
+	for _, ref := range req.GetPoints() {
+		var m *bridge.Message
+		if req.GetSource() == pb.ReadSource_READ_SOURCE_DEVICE {
+			var err error
+			if m, err = s.hub.ReadDevice(ctx, ref.GetDevice(), ref.GetPoint()); err != nil {
+				return nil, hubStatus(err)
+			}
+		} else {
+			var ok bool
+			if m, ok = s.hub.Latest(ref.GetDevice(), ref.GetPoint()); !ok {
+				return nil, status.Errorf(codes.NotFound, "no value for device %q point %q", ref.GetDevice(), ref.GetPoint())
+			}
+		}
+		resp.Messages = append(resp.Messages, ToProto(m))
+	}
+	return resp, nil
+}
+
+// ListDevices lists the registered devices that match the request.
+func (s *Server) ListDevices(ctx context.Context, req *pb.ListDevicesRequest) (*pb.ListDevicesResponse, error) {
+	f := bridge.Filter{Devices: req.GetDevices()}
+	for _, p := range req.GetProtocols() {
+		f.Protocols = append(f.Protocols, bridge.Protocol(p))
+	}
+	match, err := f.Compile()
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "filter: %v", err)
+	}
+	resp := &pb.ListDevicesResponse{}
+	for _, d := range s.hub.Devices(match) {
+		resp.Devices = append(resp.Devices, deviceToProto(d))
+	}
+	return resp, nil
+}
+
+// hubStatus maps bridge and adapter errors to gRPC status codes. An error that
+// already carries a status (from an adapter) keeps it.
+func hubStatus(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, bridge.ErrSlowConsumer):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, bridge.ErrClosed):
+		return status.Error(codes.Unavailable, "the gateway is shutting down")
+	case errors.Is(err, bridge.ErrUnknownDevice), errors.Is(err, bridge.ErrUnknownPoint):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, bridge.ErrNoWriter), errors.Is(err, bridge.ErrNoReader):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, bridge.ErrInvalidMessage):
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return status.Error(codes.Unavailable, err.Error())
+}
