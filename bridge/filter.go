@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"strings"
 )
@@ -28,7 +29,8 @@ type Matcher struct {
 
 // Compile checks the filter's patterns and returns its matcher.
 func (f Filter) Compile() (*Matcher, error) {
-	m := &Matcher{labels: f.Labels}
+	// The matcher keeps its own labels: the caller may reuse or change its map.
+	m := &Matcher{labels: maps.Clone(f.Labels)}
 	var err error
 	if m.devices, err = compilePatterns(f.Devices); err != nil {
 		return nil, fmt.Errorf("devices: %w", err)
@@ -37,7 +39,7 @@ func (f Filter) Compile() (*Matcher, error) {
 		return nil, fmt.Errorf("points: %w", err)
 	}
 	for _, p := range f.Protocols {
-		if p <= 0 || p >= 32 {
+		if _, ok := protocolNames[p]; !ok {
 			return nil, fmt.Errorf("protocols: unknown protocol %d", p)
 		}
 		m.protocols |= 1 << uint(p)

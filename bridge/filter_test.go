@@ -1,0 +1,166 @@
+package bridge
+
+import (
+	"errors"
+	"path"
+	"strings"
+	"testing"
+)
+
+func TestFilterMatch(t *testing.T) {
+	boiler := &Message{Device: "boiler-1", Point: "temperature", Protocol: ProtocolModbus,
+		Labels: map[string]string{"site": "0042", "line": "a"}}
+	fryer := &Message{Device: "fryer-12", Point: "oil_temp", Protocol: ProtocolMQTT}
+	slash := &Message{Device: "plant/boiler-2", Point: "temperature", Protocol: ProtocolMQTT}
+	all := []*Message{boiler, fryer, slash}
+
+	tests := []struct {
+		name string
+		f    Filter
+		want []*Message
+	}{
+		{"empty matches all", Filter{}, all},
+		{"empty lists match all", Filter{Devices: []string{}, Points: []string{}, Protocols: []Protocol{}, Labels: map[string]string{}}, all},
+		{"exact device", Filter{Devices: []string{"boiler-1"}}, []*Message{boiler}},
+		{"exact device is not a prefix", Filter{Devices: []string{"boiler"}}, nil},
+		{"several exact devices", Filter{Devices: []string{"boiler-1", "fryer-12"}}, []*Message{boiler, fryer}},
+		{"star", Filter{Devices: []string{"fryer-*"}}, []*Message{fryer}},
+		{"star does not cross slash", Filter{Devices: []string{"*boiler-*"}}, []*Message{boiler}},
+		{"star with slash", Filter{Devices: []string{"plant/*"}}, []*Message{slash}},
+		{"question mark", Filter{Devices: []string{"boiler-?"}}, []*Message{boiler}},
+		{"question mark needs a character", Filter{Devices: []string{"fryer-?"}}, nil},
+		{"class", Filter{Devices: []string{"[bf]*"}}, []*Message{boiler, fryer}},
+		{"negated class", Filter{Devices: []string{"[^b]*"}}, []*Message{fryer}}, // and "plant/..." has a slash
+		{"range", Filter{Devices: []string{"fryer-[0-9][0-9]"}}, []*Message{fryer}},
+		{"escaped star is literal", Filter{Devices: []string{`fryer-\*`}}, nil},
+		{"exact and glob mixed", Filter{Devices: []string{"boiler-1", "fryer-*"}}, []*Message{boiler, fryer}},
+		{"points", Filter{Points: []string{"temperature"}}, []*Message{boiler, slash}},
+		{"point glob", Filter{Points: []string{"*temp*"}}, all},
+		{"device and point both", Filter{Devices: []string{"*"}, Points: []string{"oil_*"}}, []*Message{fryer}},
+		{"protocol", Filter{Protocols: []Protocol{ProtocolMQTT}}, []*Message{fryer, slash}},
+		{"protocols", Filter{Protocols: []Protocol{ProtocolModbus, ProtocolMQTT}}, all},
+		{"other protocol", Filter{Protocols: []Protocol{ProtocolOPCUA}}, nil},
+		{"label", Filter{Labels: map[string]string{"site": "0042"}}, []*Message{boiler}},
+		{"labels all must match", Filter{Labels: map[string]string{"site": "0042", "line": "b"}}, nil},
+		{"label value must match", Filter{Labels: map[string]string{"site": "0043"}}, nil},
+		{"empty label value is not absence", Filter{Labels: map[string]string{"site": ""}}, nil},
+		{"every part must match", Filter{Devices: []string{"boiler-*"}, Protocols: []Protocol{ProtocolMQTT}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := tt.f.Compile()
+			if err != nil {
+				t.Fatalf("Compile: %v", err)
+			}
+			want := map[*Message]bool{}
+			for _, msg := range tt.want {
+				want[msg] = true
+			}
+			for _, msg := range all {
+				if got := m.Match(msg); got != want[msg] {
+					t.Errorf("Match(%s/%s %s) = %v, want %v", msg.Device, msg.Point, msg.Protocol, got, want[msg])
+				}
+			}
+		})
+	}
+}
+
+func TestZeroMatcherMatchesAll(t *testing.T) {
+	var m Matcher
+	if !m.Match(&Message{Device: "d", Point: "p"}) || !m.MatchDevice("d", ProtocolCoAP) {
+		t.Fatal("the zero Matcher does not match everything")
+	}
+}
+
+// Compile must not keep the caller's label map: a filter built from a request that
+// is reused would otherwise change, or race with, a running subscription.
+func TestFilterLabelsCopied(t *testing.T) {
+	labels := map[string]string{"site": "1"}
+	m, err := Filter{Labels: labels}.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels["site"] = "2"
+	if !m.Match(&Message{Device: "d", Point: "p", Labels: map[string]string{"site": "1"}}) {
+		t.Fatal("changing the Filter's map after Compile changed the Matcher")
+	}
+}
+
+func TestFilterBadPatterns(t *testing.T) {
+	tests := []struct {
+		name string
+		f    Filter
+		want string // in the error
+	}{
+		{"unclosed class", Filter{Devices: []string{"boiler-["}}, `devices: bad pattern "boiler-["`},
+		{"trailing backslash", Filter{Devices: []string{"ok", `boiler\`}}, `devices: bad pattern "boiler\\"`},
+		{"bad range", Filter{Points: []string{"[a-"}}, `points: bad pattern "[a-"`},
+		{"bad after star", Filter{Points: []string{"*["}}, `points: bad pattern "*["`},
+		{"empty class", Filter{Points: []string{"[]"}}, `points: bad pattern "[]"`},
+		{"unspecified protocol", Filter{Protocols: []Protocol{ProtocolUnspecified}}, "protocols: unknown protocol 0"},
+		{"negative protocol", Filter{Protocols: []Protocol{-1}}, "protocols: unknown protocol -1"},
+		{"protocol out of range", Filter{Protocols: []Protocol{32}}, "protocols: unknown protocol 32"},
+		{"protocol not defined", Filter{Protocols: []Protocol{ProtocolModbus + 1}}, "protocols: unknown protocol 5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := tt.f.Compile()
+			if err == nil {
+				t.Fatalf("Compile succeeded (%+v), want an error", m)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			if strings.HasPrefix(tt.want, "devices") || strings.HasPrefix(tt.want, "points") {
+				if !errors.Is(err, path.ErrBadPattern) {
+					t.Errorf("error %q does not wrap path.ErrBadPattern", err)
+				}
+			}
+		})
+	}
+}
+
+func TestMatchDevice(t *testing.T) {
+	tests := []struct {
+		name     string
+		f        Filter
+		id       string
+		protocol Protocol
+		want     bool
+	}{
+		{"all", Filter{}, "boiler-1", ProtocolModbus, true},
+		{"exact", Filter{Devices: []string{"boiler-1"}}, "boiler-1", ProtocolModbus, true},
+		{"glob", Filter{Devices: []string{"boiler-*"}}, "boiler-7", ProtocolModbus, true},
+		{"glob miss", Filter{Devices: []string{"boiler-*"}}, "fryer-7", ProtocolModbus, false},
+		{"protocol", Filter{Protocols: []Protocol{ProtocolModbus}}, "boiler-1", ProtocolModbus, true},
+		{"protocol miss", Filter{Protocols: []Protocol{ProtocolMQTT}}, "boiler-1", ProtocolModbus, false},
+		// A device has no point or labels: those parts do not apply.
+		{"points ignored", Filter{Points: []string{"nothing"}}, "boiler-1", ProtocolModbus, true},
+		{"labels ignored", Filter{Labels: map[string]string{"a": "b"}}, "boiler-1", ProtocolModbus, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := tt.f.Compile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.MatchDevice(tt.id, tt.protocol); got != tt.want {
+				t.Errorf("MatchDevice(%q, %v) = %v, want %v", tt.id, tt.protocol, got, tt.want)
+			}
+		})
+	}
+}
+
+// A message with a protocol number outside the matcher's bit set must not match by
+// accident of the shift.
+func TestMatchOutOfRangeProtocol(t *testing.T) {
+	m, err := Filter{Protocols: []Protocol{ProtocolMQTT}}.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []Protocol{-1, 33, 1 + 32, 1 + 64} {
+		if m.Match(&Message{Device: "d", Point: "p", Protocol: p}) {
+			t.Errorf("protocol %d matched a filter for mqtt", p)
+		}
+	}
+}
