@@ -1,0 +1,296 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
+	etls "github.com/edgegate/edgegate/tls"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// conn holds the flags every client subcommand shares: grpcurl's names.
+type conn struct {
+	server, cacert, cert, key string
+	plaintext                 bool
+	timeout                   time.Duration
+}
+
+func (c *conn) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.server, "server", "127.0.0.1:50051", "gateway address: host:port or unix:///path")
+	fs.StringVar(&c.cacert, "cacert", "", "CA certificate that the server's certificate chains to (turns on TLS)")
+	fs.StringVar(&c.cert, "cert", "", "client certificate, for mutual TLS")
+	fs.StringVar(&c.key, "key", "", "client key, for mutual TLS")
+	fs.BoolVar(&c.plaintext, "plaintext", false, "allow plaintext to a non-loopback server")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "deadline for one request (not for tail)")
+}
+
+// dial connects; TLS when any TLS flag is set. Plaintext to another machine is
+// refused unless --plaintext says so, as the gateway refuses it for listeners.
+func (c *conn) dial() (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if c.cacert != "" || c.cert != "" || c.key != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.cacert != "" {
+			pool, err := etls.LoadPool(c.cacert)
+			if err != nil {
+				return nil, err
+			}
+			tc.RootCAs = pool
+		}
+		if (c.cert == "") != (c.key == "") {
+			return nil, fmt.Errorf("%w: --cert and --key go together", errUsage)
+		}
+		if c.cert != "" {
+			pair, err := tls.LoadX509KeyPair(c.cert, c.key)
+			if err != nil {
+				return nil, err
+			}
+			tc.Certificates = []tls.Certificate{pair}
+		}
+		creds = credentials.NewTLS(tc)
+	} else if !c.plaintext && !etls.IsLocal(c.server) {
+		return nil, fmt.Errorf("%w: %s is not a loopback address: give --cacert for TLS, or --plaintext", errUsage, c.server)
+	}
+	target := c.server
+	if !strings.HasPrefix(target, "unix:") {
+		target = "passthrough:///" + target
+	}
+	return grpc.NewClient(target, grpc.WithTransportCredentials(creds))
+}
+
+var jsonOut = protojson.MarshalOptions{UseProtoNames: true}
+
+func printJSON(w io.Writer, m proto.Message) error {
+	b, err := jsonOut.Marshal(m)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
+}
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
+
+func tail(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
+	var c conn
+	c.flags(fs)
+	var devs, points, protos, labels multi
+	fs.Var(&devs, "device", "device glob (repeatable)")
+	fs.Var(&points, "point", "point glob (repeatable)")
+	fs.Var(&protos, "protocol", "mqtt, coap, opcua or modbus (repeatable)")
+	fs.Var(&labels, "label", "key=value that must match (repeatable)")
+	earliest := fs.Bool("from-earliest", false, "start with every retained message")
+	after := fs.Uint64("after", 0, "resume after this sequence")
+	consumer := fs.String("consumer", "", "durable consumer name")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	req := &pb.SubscribeRequest{Devices: devs, Points: points, Consumer: *consumer, Labels: map[string]string{}}
+	for _, p := range protos {
+		v, ok := pb.Protocol_value["PROTOCOL_"+strings.ToUpper(p)]
+		if !ok {
+			return fmt.Errorf("%w: unknown protocol %q", errUsage, p)
+		}
+		req.Protocols = append(req.Protocols, pb.Protocol(v))
+	}
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			return fmt.Errorf("%w: --label %q is not key=value", errUsage, l)
+		}
+		req.Labels[k] = v
+	}
+	switch {
+	case *earliest && *after > 0:
+		return fmt.Errorf("%w: --from-earliest and --after exclude each other", errUsage)
+	case *earliest:
+		req.Start = &pb.SubscribeRequest_FromEarliest{FromEarliest: true}
+	case *after > 0:
+		req.Start = &pb.SubscribeRequest_AfterSequence{AfterSequence: *after}
+	}
+	cc, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	stream, err := pb.NewGatewayClient(cc).Subscribe(ctx, req)
+	if err != nil {
+		return err
+	}
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // interrupted: a normal end for tail
+			}
+			return err
+		}
+		if err := printJSON(stdout, m); err != nil {
+			return err
+		}
+	}
+}
+
+func read(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("read", flag.ContinueOnError)
+	var c conn
+	c.flags(fs)
+	fromDevice := fs.Bool("from-device", false, "ask the device now instead of the cache")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest)%2 != 0 {
+		return fmt.Errorf("%w: arguments come in pairs: DEVICE POINT", errUsage)
+	}
+	req := &pb.ReadRequest{}
+	if *fromDevice {
+		req.Source = pb.ReadSource_READ_SOURCE_DEVICE
+	}
+	for i := 0; i < len(rest); i += 2 {
+		req.Points = append(req.Points, &pb.PointRef{Device: rest[i], Point: rest[i+1]})
+	}
+	cc, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := pb.NewGatewayClient(cc).Read(ctx, req)
+	if err != nil {
+		return err
+	}
+	for _, m := range resp.GetMessages() {
+		if err := printJSON(stdout, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func write(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("write", flag.ContinueOnError)
+	var c conn
+	c.flags(fs)
+	typ := fs.String("type", "auto", "value type: auto, double, int, uint, bool, string or bytes (base64)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 3 {
+		return fmt.Errorf("%w: want DEVICE POINT VALUE", errUsage)
+	}
+	v, err := parseValue(*typ, fs.Arg(2))
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	cc, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := pb.NewGatewayClient(cc).Write(ctx, &pb.WriteRequest{Device: fs.Arg(0), Point: fs.Arg(1), Value: v})
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, resp)
+}
+
+// parseValue reads a command-line value. auto picks bool, int, double, then string.
+func parseValue(typ, s string) (*pb.Value, error) {
+	switch typ {
+	case "auto":
+		if b, err := strconv.ParseBool(s); err == nil && (s == "true" || s == "false") {
+			return &pb.Value{Kind: &pb.Value_BoolValue{BoolValue: b}}, nil
+		}
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return &pb.Value{Kind: &pb.Value_IntValue{IntValue: i}}, nil
+		}
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			return &pb.Value{Kind: &pb.Value_DoubleValue{DoubleValue: f}}, nil
+		}
+		return &pb.Value{Kind: &pb.Value_StringValue{StringValue: s}}, nil
+	case "double":
+		f, err := strconv.ParseFloat(s, 64)
+		return &pb.Value{Kind: &pb.Value_DoubleValue{DoubleValue: f}}, err
+	case "int":
+		i, err := strconv.ParseInt(s, 10, 64)
+		return &pb.Value{Kind: &pb.Value_IntValue{IntValue: i}}, err
+	case "uint":
+		u, err := strconv.ParseUint(s, 10, 64)
+		return &pb.Value{Kind: &pb.Value_UintValue{UintValue: u}}, err
+	case "bool":
+		b, err := strconv.ParseBool(s)
+		return &pb.Value{Kind: &pb.Value_BoolValue{BoolValue: b}}, err
+	case "string":
+		return &pb.Value{Kind: &pb.Value_StringValue{StringValue: s}}, nil
+	case "bytes":
+		b, err := base64.StdEncoding.DecodeString(s)
+		return &pb.Value{Kind: &pb.Value_BytesValue{BytesValue: b}}, err
+	}
+	return nil, fmt.Errorf("unknown --type %q", typ)
+}
+
+func devices(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("devices", flag.ContinueOnError)
+	var c conn
+	c.flags(fs)
+	var devs multi
+	fs.Var(&devs, "device", "device glob (repeatable)")
+	asJSON := fs.Bool("json", false, "one JSON object a line instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cc, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := pb.NewGatewayClient(cc).ListDevices(ctx, &pb.ListDevicesRequest{Devices: devs})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		for _, d := range resp.GetDevices() {
+			if err := printJSON(stdout, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tPROTOCOL\tSTATE\tLAST SEEN\tMESSAGES\tERRORS\tWRITES\tLAST ERROR")
+	for _, d := range resp.GetDevices() {
+		seen := "-"
+		if d.GetLastSeen() != nil {
+			seen = d.GetLastSeen().AsTime().Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", d.GetId(),
+			strings.ToLower(strings.TrimPrefix(d.GetProtocol().String(), "PROTOCOL_")),
+			strings.ToLower(strings.TrimPrefix(d.GetState().String(), "DEVICE_STATE_")),
+			seen, d.GetMessages(), d.GetErrors(), d.GetWrites(), d.GetLastError())
+	}
+	return tw.Flush()
+}

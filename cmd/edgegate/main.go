@@ -1,0 +1,158 @@
+// Command edgegate is the gateway daemon and its gRPC client subcommands. It parses
+// flags and wires the parts; everything else lives in the packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+
+	"github.com/edgegate/edgegate/config"
+	"github.com/edgegate/edgegate/gateway"
+	_ "github.com/edgegate/edgegate/protocols/all" // the protocols built in
+)
+
+const usage = `edgegate: a multiprotocol device gateway
+
+Usage:
+  edgegate serve [--config FILE]       run the gateway (without --config: the embedded loopback default)
+  edgegate check --config FILE         validate a config; print every problem
+  edgegate tail [flags]                print the live stream, one JSON object a line
+  edgegate read [DEVICE POINT]...      print the latest values (all points without arguments)
+  edgegate write DEVICE POINT VALUE    write a value to a device's point
+  edgegate devices [flags]             list devices and their state
+  edgegate version
+
+Client subcommands take --server ADDR (default 127.0.0.1:50051, or unix:///path) and
+the TLS flags --cacert --cert --key. Run 'edgegate COMMAND -h' for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage marks an error that is the user's: exit code 2.
+var errUsage = errors.New("usage")
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stderr)
+	case "check":
+		err = check(args[1:], stdout)
+	case "tail":
+		err = tail(ctx, args[1:], stdout)
+	case "read":
+		err = read(ctx, args[1:], stdout)
+	case "write":
+		err = write(ctx, args[1:], stdout)
+	case "devices":
+		err = devices(ctx, args[1:], stdout)
+	case "version":
+		fmt.Fprintln(stdout, gateway.Version)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "edgegate: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "edgegate %s: %v\n", args[0], err)
+		return 2
+	}
+	fmt.Fprintf(stderr, "edgegate %s: %v\n", args[0], err)
+	return 1
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgFile := fs.String("config", "", "config file (default: the embedded loopback configuration)")
+	logFormat := fs.String("log-format", "json", "log format: json or text")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var cfg *config.Config
+	var err error
+	if *cfgFile == "" {
+		cfg, err = config.Parse(config.Default)
+	} else {
+		cfg, err = config.Load(*cfgFile)
+	}
+	if err != nil {
+		return fmt.Errorf("config:\n%w", err)
+	}
+	log, err := newLogger(stderr, *logFormat, cfg.Gateway.LogLevel)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	slog.SetDefault(log)
+	g, err := gateway.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	return g.Run(ctx)
+}
+
+func check(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	cfgFile := fs.String("config", "", "config file to check")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cfgFile == "" {
+		return fmt.Errorf("%w: --config FILE is required", errUsage)
+	}
+	cfg, err := config.Load(*cfgFile)
+	if err != nil {
+		var probs config.Problems
+		if errors.As(err, &probs) {
+			return fmt.Errorf("%s: %d problem(s):\n%w", *cfgFile, len(probs), err)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok (gateway %q, protocols %v)\n", *cfgFile, cfg.Gateway.ID, keys(cfg))
+	return nil
+}
+
+func keys(cfg *config.Config) []string {
+	out := make([]string, 0, len(cfg.Protocols))
+	for n := range cfg.Protocols {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %v", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q is not json or text", format)
+}

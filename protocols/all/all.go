@@ -1,0 +1,7 @@
+// Package all imports every protocol adapter built into edgegate. Importing it is
+// how a binary chooses its protocols: each adapter registers itself in init().
+package all
+
+import (
+	_ "github.com/edgegate/edgegate/protocols/mqtt" // MQTT broker (mochi-mqtt)
+)
