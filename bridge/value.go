@@ -47,11 +47,11 @@ type Value struct {
 	s    string // string, or bytes held as an immutable string
 }
 
-func Double(f float64) Value  { return Value{kind: KindDouble, n: math.Float64bits(f)} }
-func Int(i int64) Value       { return Value{kind: KindInt, n: uint64(i)} }
-func Uint(u uint64) Value     { return Value{kind: KindUint, n: u} }
-func String(s string) Value   { return Value{kind: KindString, s: s} }
-func Bytes(b []byte) Value    { return Value{kind: KindBytes, s: string(b)} }
+func Double(f float64) Value { return Value{kind: KindDouble, n: math.Float64bits(f)} }
+func Int(i int64) Value      { return Value{kind: KindInt, n: uint64(i)} }
+func Uint(u uint64) Value    { return Value{kind: KindUint, n: u} }
+func String(s string) Value  { return Value{kind: KindString, s: s} }
+func Bytes(b []byte) Value   { return Value{kind: KindBytes, s: string(b)} }
 func Bool(b bool) Value {
 	v := Value{kind: KindBool}
 	if b {
