@@ -63,6 +63,11 @@ func (m *Matcher) Match(msg *Message) bool {
 	return true
 }
 
+// matchesAll reports whether the matcher has no condition at all.
+func (m *Matcher) matchesAll() bool {
+	return m.protocols == 0 && len(m.labels) == 0 && m.devices.all() && m.points.all()
+}
+
 // MatchDevice reports whether a device passes the device and protocol parts.
 func (m *Matcher) MatchDevice(id string, p Protocol) bool {
 	if m.protocols != 0 && m.protocols&(1<<uint(p)) == 0 {
@@ -96,8 +101,10 @@ func compilePatterns(list []string) (patterns, error) {
 	return p, nil
 }
 
+func (p patterns) all() bool { return p.exact == nil && p.globs == nil }
+
 func (p patterns) match(s string) bool {
-	if p.exact == nil && p.globs == nil {
+	if p.all() {
 		return true
 	}
 	if _, ok := p.exact[s]; ok {

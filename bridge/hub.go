@@ -15,7 +15,8 @@ import (
 )
 
 // SlowPolicy says what happens to a subscriber that falls more than QueueSize
-// messages behind the newest.
+// messages behind the newest (or, while it replays the past it asked for, behind
+// the ring).
 type SlowPolicy int
 
 const (
@@ -60,7 +61,9 @@ type HubConfig struct {
 	// to a power of two. Default 65536.
 	Retain int
 	// QueueSize is how far behind the newest message a subscriber may fall before
-	// SlowPolicy applies. At most Retain. Default 8192.
+	// SlowPolicy applies. A subscriber that starts in the past (StartEarliest,
+	// StartAfter) may be as far behind as the ring reaches until it first comes
+	// within QueueSize of the newest. At most Retain. Default 8192.
 	QueueSize  int
 	SlowPolicy SlowPolicy
 	// FirstSequence is the sequence of the first message; default 1. A gateway with
@@ -163,7 +166,8 @@ func NewHub(cfg HubConfig, reg prometheus.Registerer) *Hub {
 // Config returns the hub's configuration with its defaults filled in.
 func (h *Hub) Config() HubConfig { return h.cfg }
 
-// Close ends every subscription with ErrClosed. Publishing after Close is an error.
+// Close ends every subscription with ErrClosed, once the subscriber has read what
+// was published before. Publishing after Close is an error.
 func (h *Hub) Close() {
 	h.closeOnce.Do(func() { close(h.closed) })
 }

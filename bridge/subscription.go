@@ -33,6 +33,13 @@ type Subscription struct {
 	dropped atomic.Uint64
 	skipped uint64
 	closed  atomic.Bool
+	// replaying is set while a subscription that started in the past has not yet
+	// come within QueueSize of the newest message: the backlog it asked for is not
+	// slowness, so until then only the ring's wrap makes it slow. Next's goroutine
+	// alone uses it.
+	replaying bool
+	// err ends the subscription for good once it was too slow. Next's only.
+	err error
 }
 
 // Subscribe opens a subscription. Messages that matched the start but are no longer
@@ -43,7 +50,7 @@ func (h *Hub) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 		return nil, ErrClosed
 	default:
 	}
-	s := &Subscription{hub: h, match: opts.Match, wake: make(chan struct{}, 1)}
+	s := &Subscription{hub: h, match: opts.Match, wake: make(chan struct{}, 1), replaying: opts.Start != StartLive}
 	if s.match == nil {
 		s.match = &Matcher{}
 	}
@@ -73,14 +80,22 @@ func (h *Hub) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 	return s, nil
 }
 
-// Close ends the subscription. It is safe to call more than once.
+// Close ends the subscription: a Next blocked in another goroutine returns ErrClosed.
+// It is safe to call more than once.
 func (s *Subscription) Close() {
 	if s.closed.CompareAndSwap(false, true) {
 		s.hub.removeSub(s)
+		// Wake a Next that sleeps: it sees closed when it looks again.
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// Dropped counts the messages this subscription skipped for being too slow.
+// Dropped counts the messages this subscription skipped for being too slow. When it
+// fell behind even the ring, the messages overwritten before it could look at them
+// are counted only if it has no filter: whether they matched is no longer known.
 func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 
 // Skipped counts messages after the requested start that were no longer retained.
@@ -111,10 +126,17 @@ func (s *Subscription) Next(ctx context.Context, buf []*Message) ([]*Message, er
 		if s.closed.Load() {
 			return nil, ErrClosed
 		}
+		if s.err != nil {
+			return nil, s.err
+		}
 		if h.head.Load() >= s.cursor.Load() {
 			out, err := s.read(buf[:0])
-			if err != nil || len(out) > 0 {
-				return out, err
+			if err != nil {
+				s.err = err
+				return nil, err
+			}
+			if len(out) > 0 {
+				return out, nil
 			}
 			continue
 		}
@@ -145,16 +167,31 @@ func (s *Subscription) read(out []*Message) ([]*Message, error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	cursor := s.cursor.Load()
-	if lag := h.last + 1 - cursor; lag > uint64(h.cfg.QueueSize) {
+	lag := h.last + 1 - cursor
+	limit := uint64(h.cfg.QueueSize)
+	if s.replaying {
+		if lag <= limit {
+			s.replaying = false
+		} else {
+			limit = uint64(len(h.ring))
+		}
+	}
+	if lag > limit {
 		if h.cfg.SlowPolicy == SlowDisconnect {
 			h.metrics.dropped.WithLabelValues("disconnect").Inc()
-			return nil, fmt.Errorf("%w: %d messages behind, limit %d", ErrSlowConsumer, lag, h.cfg.QueueSize)
+			return nil, fmt.Errorf("%w: %d messages behind, limit %d", ErrSlowConsumer, lag, limit)
 		}
 		next := h.last + 1 - uint64(h.cfg.QueueSize)
+		s.replaying = false
 		// The ring is at least QueueSize long and the cursor is behind it only when
-		// the ring wrapped past it: count what is still there and matched.
+		// the ring wrapped past it: count what is still there and matched, and what
+		// was overwritten when everything matches.
 		var n uint64
-		for seq := max(cursor, h.oldestLocked()); seq < next; seq++ {
+		oldest := h.oldestLocked()
+		if cursor < oldest && s.match.matchesAll() {
+			n = oldest - cursor
+		}
+		for seq := max(cursor, oldest); seq < next; seq++ {
 			if s.match.Match(h.ring[seq&h.mask]) {
 				n++
 			}
@@ -172,5 +209,8 @@ func (s *Subscription) read(out []*Message) ([]*Message, error) {
 		}
 	}
 	s.cursor.Store(cursor)
+	if s.replaying && h.last+1-cursor <= uint64(h.cfg.QueueSize) {
+		s.replaying = false
+	}
 	return out, nil
 }
