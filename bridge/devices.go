@@ -81,23 +81,72 @@ func (r *registry) getLocked(id string, p Protocol, now time.Time) (*device, err
 	return d, nil
 }
 
-// observe records an accepted message, or refuses it when the registry is full.
-func (r *registry) observe(m *Message, now time.Time) (*device, error) {
+// observe records a batch of messages and returns each one's device, or refuses
+// the whole batch, recording nothing, when any message would overflow the registry
+// or names a device of another protocol.
+func (r *registry) observe(msgs []*Message, now time.Time) ([]*device, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d, err := r.getLocked(m.Device, m.Protocol, now)
-	if err != nil {
+	if err := r.checkLocked(msgs); err != nil {
 		return nil, err
 	}
-	if _, ok := d.points[m.Point]; !ok {
-		if len(d.points) >= r.maxPoints {
-			return nil, fmt.Errorf("%w: device %q has %d points, point %q refused", ErrTooManyPoints, m.Device, r.maxPoints, m.Point)
+	devs := make([]*device, len(msgs))
+	for i, m := range msgs {
+		d, err := r.getLocked(m.Device, m.Protocol, now)
+		if err != nil {
+			return nil, err // checkLocked made sure it cannot fail
 		}
 		d.points[m.Point] = struct{}{}
+		d.Messages++
+		d.LastSeen = now
+		devs[i] = d
 	}
-	d.Messages++
-	d.LastSeen = now
-	return d, nil
+	return devs, nil
+}
+
+// checkLocked reports the first message of a batch that the registry would refuse,
+// counting the devices and points that the batch itself adds. It allocates only
+// when the batch brings something new.
+func (r *registry) checkLocked(msgs []*Message) error {
+	var added map[string]map[string]struct{} // device: points new to the registry
+	newDevices := 0
+	for _, m := range msgs {
+		d, known := r.m[m.Device]
+		if known {
+			if d.Protocol != m.Protocol {
+				return fmt.Errorf("device %q already belongs to %s, not %s", m.Device, d.Protocol, m.Protocol)
+			}
+			if _, ok := d.points[m.Point]; ok {
+				continue
+			}
+		}
+		pts, ok := added[m.Device]
+		if !ok {
+			if !known {
+				if len(r.m)+newDevices >= r.maxDev {
+					return fmt.Errorf("%w: limit of %d reached, device %q refused", ErrTooManyDevices, r.maxDev, m.Device)
+				}
+				newDevices++
+			}
+			if added == nil {
+				added = make(map[string]map[string]struct{})
+			}
+			pts = make(map[string]struct{})
+			added[m.Device] = pts
+		}
+		if _, ok := pts[m.Point]; ok {
+			continue
+		}
+		have := len(pts)
+		if known {
+			have += len(d.points)
+		}
+		if have >= r.maxPoints {
+			return fmt.Errorf("%w: device %q has %d points, point %q refused", ErrTooManyPoints, m.Device, r.maxPoints, m.Point)
+		}
+		pts[m.Point] = struct{}{}
+	}
+	return nil
 }
 
 // addPoints declares configured points, so that they are listed before any reading.
@@ -108,10 +157,17 @@ func (r *registry) addPoints(id string, p Protocol, points []string, now time.Ti
 	if err != nil {
 		return err
 	}
+	// Known points cost nothing; new ones must all fit, or none is added.
+	n := len(d.points)
 	for _, pt := range points {
-		if len(d.points) >= r.maxPoints {
-			return fmt.Errorf("%w: device %q", ErrTooManyPoints, id)
+		if _, ok := d.points[pt]; !ok {
+			n++
 		}
+	}
+	if n > r.maxPoints {
+		return fmt.Errorf("%w: device %q would have %d points, limit %d", ErrTooManyPoints, id, n, r.maxPoints)
+	}
+	for _, pt := range points {
 		d.points[pt] = struct{}{}
 	}
 	return nil
@@ -152,7 +208,9 @@ func (r *registry) invalid(id string, p Protocol, cause error, now time.Time) {
 		return
 	}
 	d.Errors++
-	d.LastError = cause.Error()
+	if cause != nil {
+		d.LastError = cause.Error()
+	}
 	d.bad.Inc()
 }
 

@@ -40,19 +40,19 @@ func (in *Ingest) Publish(ctx context.Context, msgs ...*Message) error {
 			return err
 		}
 	}
-	devs := make([]*device, len(msgs))
-	for i, m := range msgs {
-		d, err := in.hub.reg.observe(m, now)
-		if err != nil {
-			reason := "limit"
-			if !errors.Is(err, ErrTooManyDevices) && !errors.Is(err, ErrTooManyPoints) {
-				reason = "conflict"
-			}
-			in.hub.metrics.rejected.WithLabelValues(in.protocol.String(), reason).Inc()
-			return err
+	// The registry takes the batch whole or not at all. It is not undone when the
+	// hub refuses the batch below, which happens only once the hub is closed.
+	devs, err := in.hub.reg.observe(msgs, now)
+	if err != nil {
+		reason := "limit"
+		if !errors.Is(err, ErrTooManyDevices) && !errors.Is(err, ErrTooManyPoints) {
+			reason = "conflict"
 		}
-		devs[i] = d
-		m.dev = d
+		in.hub.metrics.rejected.WithLabelValues(in.protocol.String(), reason).Inc()
+		return err
+	}
+	for i, m := range msgs {
+		m.dev = devs[i]
 	}
 	if err := in.hub.publish(msgs); err != nil {
 		return err
@@ -91,6 +91,9 @@ func validate(m *Message) error {
 		return fmt.Errorf("%w: device or point name longer than %d bytes", ErrInvalidMessage, MaxNameLen)
 	case !utf8.ValidString(m.Device) || !utf8.ValidString(m.Point):
 		return fmt.Errorf("%w: device or point name is not UTF-8", ErrInvalidMessage)
+	case !utf8.ValidString(m.Unit):
+		// Like a string value below: the wire would refuse it later, per subscriber.
+		return fmt.Errorf("%w: device %q point %q: unit is not UTF-8", ErrInvalidMessage, m.Device, m.Point)
 	case m.Value.IsZero():
 		return fmt.Errorf("%w: device %q point %q: no value", ErrInvalidMessage, m.Device, m.Point)
 	}
