@@ -114,9 +114,9 @@ func (s *Subscription) wakeUp() {
 }
 
 // Next waits for matching messages and appends up to cap(buf) of them to buf[:0].
-// It returns ctx's error when ctx ends, ErrClosed when the hub closes, and an error
-// wrapping ErrSlowConsumer when the subscriber fell too far behind under the
-// disconnect policy.
+// It returns ctx's error when ctx ends, ErrClosed when the hub or the subscription
+// closes, and an error wrapping ErrSlowConsumer when the subscriber fell too far
+// behind under the disconnect policy; that error ends the subscription.
 func (s *Subscription) Next(ctx context.Context, buf []*Message) ([]*Message, error) {
 	if cap(buf) == 0 {
 		buf = make([]*Message, 0, 64)
@@ -169,12 +169,8 @@ func (s *Subscription) read(out []*Message) ([]*Message, error) {
 	cursor := s.cursor.Load()
 	lag := h.last + 1 - cursor
 	limit := uint64(h.cfg.QueueSize)
-	if s.replaying {
-		if lag <= limit {
-			s.replaying = false
-		} else {
-			limit = uint64(len(h.ring))
-		}
+	if s.replaying && lag > limit {
+		limit = uint64(len(h.ring))
 	}
 	if lag > limit {
 		if h.cfg.SlowPolicy == SlowDisconnect {
