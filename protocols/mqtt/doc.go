@@ -1,0 +1,41 @@
+// Package mqtt is the gateway's MQTT adapter: an embedded broker (mochi-mqtt v2) whose
+// device topics feed the bridge in-process, through a mochi hook, with no loopback
+// client.
+//
+// Devices publish readings on topics mapped by patterns (default
+// devices/{device}/{point}, and devices/{device} for an object of several points),
+// with the payload forms of package payload. The broker acknowledges a QoS 1 or 2
+// publish only after the bridge accepted it. Writes from the gateway are published on
+// devices/{device}/{point}/set. Every other topic is brokered as usual and ignored by
+// the gateway, so the broker also serves as the site's ordinary MQTT broker.
+//
+// The package also owns the broker's safety: accounts with bcrypt hashes and per-user
+// access lists, plaintext refused off loopback, bounded connections, packets,
+// in-flight windows and retained messages, rate-limited logs, and a listener of its
+// own that contains a panic in mochi's packet decoding to the one connection that
+// caused it.
+//
+// It is not a general-purpose broker configuration: bridges to other brokers,
+// websockets and persistent storage of sessions across restarts are not offered.
+//
+// Config keys (section `mqtt:`) and defaults:
+//
+//	listeners:               [{type: tcp, address: 127.0.0.1:1883}]
+//	                         type tcp or tls (tls: {cert_file, key_file, client_ca_file});
+//	                         insecure: true allows plaintext off loopback
+//	allow_anonymous:         false (an anonymous client may then publish and subscribe anything)
+//	users:                   [] ({username, password_hash (bcrypt), publish: [filters], subscribe: [filters]};
+//	                         an absent list allows nothing)
+//	topics:                  [{pattern: "devices/{device}/{point}"}]
+//	max_connections:         10000
+//	max_packet_size:         65536 bytes (also the largest payload decoded)
+//	max_points_per_message:  256
+//	max_inflight:            256 (QoS 1/2 messages unacknowledged per client, each way)
+//	max_retained:            10000
+//	connect_timeout:         10s (TLS handshake and CONNECT)
+//	session_expiry:          1h (the longest a disconnected persistent session is kept)
+//
+// `devices:` entries with `protocol: mqtt` give static labels, units and priorities:
+//
+//	{id, protocol: mqtt, labels: {k: v}, points: [{name, unit, priority: low|normal|high|critical}]}
+package mqtt

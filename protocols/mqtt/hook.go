@@ -1,0 +1,217 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/edgegate/edgegate/protocols"
+	"github.com/edgegate/edgegate/protocols/payload"
+)
+
+// hook is how the adapter sits inside mochi: authentication, access lists, device
+// presence and, above all, OnPublish, which hands readings to the bridge.
+//
+// Ordering, verified in mochi v2.7.9's server.go (processPublish): the ACL check runs
+// first, then OnPublish, and only after OnPublish returns does mochi write the PUBACK
+// (QoS 1) or PUBREC (QoS 2), retain the message and deliver it to subscribers. So a
+// client's acknowledgement means the bridge has accepted the reading. A QoS 2
+// retransmission whose PUBREC is already in flight is answered by mochi before
+// OnPublish, so it is not ingested twice.
+//
+// What OnPublish may return, in mochi's terms:
+//   - nil: normal processing (ack, retain, deliver);
+//   - packets.CodeSuccessIgnore: acknowledged normally but neither retained nor
+//     delivered;
+//   - packets.ErrRejectPacket: nothing more at all, not even an ack; we use it after
+//     writing our own negative ack or closing the connection;
+//   - any other packets.Code: mochi writes a PUBACK with that code for v5 QoS>0, but
+//     a PUBACK even for QoS 2 (which expects PUBREC), logs each one at error level,
+//     and for 3.1.1 processes the message as if nothing were wrong. So we do not use
+//     it; we write the negative PUBACK or PUBREC ourselves.
+type hook struct {
+	mochi.HookBase
+	a    *Adapter
+	srv  *mochi.Server
+	ctx  context.Context // Run's: cancelled at shutdown
+	sink protocols.Sink
+}
+
+var provided = []byte{
+	mochi.OnConnect,
+	mochi.OnConnectAuthenticate,
+	mochi.OnACLCheck,
+	mochi.OnSessionEstablished,
+	mochi.OnDisconnect,
+	mochi.OnPublish,
+}
+
+func (h *hook) ID() string { return "edgegate" }
+
+func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 }
+
+// v3 has no code for "bad user name or password" among mochi's v3 constants.
+var err3BadUsernameOrPassword = packets.Code{Code: 0x04, Reason: "bad user name or password"}
+
+// OnConnect authenticates. It runs before OnConnectAuthenticate, and unlike it can
+// choose the CONNACK code: a wrong password and "anonymous not allowed" are
+// different answers (v5 0x86 / 0x87, v3.1.1 4 / 5).
+func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
+	var code packets.Code
+	var reason string
+	v5 := cl.Properties.ProtocolVersion == 5
+	switch h.a.auth.authenticate(h.ctx, pk.Connect.Username, pk.Connect.Password) {
+	case authOK:
+		return nil
+	case authBadCredentials:
+		code, reason = packets.ErrBadUsernameOrPassword, refusedBadCredentials
+		if !v5 {
+			code = err3BadUsernameOrPassword
+		}
+	case authNotAuthorized:
+		code, reason = packets.ErrNotAuthorized, refusedNotAuthorized
+		if !v5 {
+			code = packets.Err3NotAuthorized
+		}
+	default:
+		code, reason = packets.ErrServerUnavailable, refusedShuttingDown
+		if !v5 {
+			code = packets.Err3ServerUnavailable
+		}
+	}
+	h.a.metrics.refused.WithLabelValues(reason).Inc()
+	limitedLog(h.a.log, h.a.lim, slog.LevelInfo, "mqtt: connection refused", "reason", reason,
+		"client", cl.ID, "username", string(pk.Connect.Username), "remote", cl.Net.Remote)
+	_ = h.srv.SendConnack(cl, code, false, nil)
+	return code
+}
+
+// OnConnectAuthenticate lets through what OnConnect accepted: mochi refuses every
+// client unless some hook says yes here.
+func (h *hook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+
+// OnACLCheck applies the users' access lists. write is a publish; otherwise topic is
+// a subscription filter or the topic of a message about to be delivered.
+func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
+	var ok bool
+	action := "publish"
+	if write {
+		ok = h.a.auth.allowPublish(cl.Properties.Username, topic)
+	} else {
+		action = "read"
+		ok = h.a.auth.allowRead(cl.Properties.Username, topic)
+	}
+	if !ok {
+		h.a.metrics.aclDenied.WithLabelValues(action).Inc()
+		limitedLog(h.a.log, h.a.lim, slog.LevelInfo, "mqtt: access denied", "action", action, "topic", topic,
+			"client", cl.ID, "username", string(cl.Properties.Username))
+	}
+	return ok
+}
+
+// OnSessionEstablished marks the client's connection for the panic recovery and, when
+// the client id is a known device, that device connected.
+func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	if c, ok := cl.Net.Conn.(*conn); ok {
+		c.client.Store(cl)
+	}
+	if h.a.knownDevice(cl.ID) {
+		h.a.presence.seen(cl, cl.ID)
+	}
+}
+
+// OnDisconnect: the devices that only this client spoke for are disconnected.
+func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+	h.a.presence.gone(cl)
+}
+
+// OnPublish hands a reading to the bridge before mochi acknowledges it; see the type's
+// comment for what each return value makes mochi do.
+func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil // our own writes
+	}
+	if pk.FixedHeader.Retain && len(pk.Payload) > 0 {
+		h.limitRetained(&pk)
+	}
+	m := h.a.topics.match(pk.TopicName)
+	if m.kind == topicNone || m.kind == topicWrite {
+		return pk, nil
+	}
+	if pk.FixedHeader.Retain && len(pk.Payload) == 0 {
+		return pk, nil // clears a retained message; not a reading
+	}
+	res, err := h.a.ingest(h.ctx, h.sink, m, pk)
+	h.a.metrics.publishes.WithLabelValues(res).Inc()
+	switch res {
+	case resultAccepted:
+		h.a.presence.seen(cl, m.device)
+		return pk, nil
+	case resultInvalid:
+		h.a.metrics.badPayloads.Inc()
+		if payload.ValidName(m.device) == nil {
+			// A name that is not one stays out of the device registry.
+			h.sink.Invalid(m.device, err)
+		}
+		limitedLog(h.a.log, h.a.lim, slog.LevelWarn, "mqtt: bad payload", "device", m.device, "topic", pk.TopicName,
+			"client", cl.ID, "error", err)
+		return h.refuse(cl, pk, packets.ErrPayloadFormatInvalid, err)
+	case resultRefused:
+		limitedLog(h.a.log, h.a.lim, slog.LevelWarn, "mqtt: publish refused by the bridge", "device", m.device,
+			"topic", pk.TopicName, "client", cl.ID, "error", err)
+		return h.refuse(cl, pk, refusalCode(err), err)
+	default: // resultUnavailable
+		// The bridge could not take it now (shutting down). No ack: close the
+		// connection so that the client sends it again, to us or whoever is next.
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = h.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+		cl.Stop(err)
+		return pk, packets.ErrRejectPacket
+	}
+}
+
+// refuse answers a publish the bridge will never accept. MQTT v5 QoS 1 and 2 get a
+// negative PUBACK or PUBREC with the code, which ends the flow: the client does not
+// send it again. MQTT 3.1.1 has no negative ack, and closing the connection would make
+// the client send the same payload again forever and block what follows it; so the
+// message is acknowledged and dropped (not delivered to subscribers, not retained), and
+// the refusal is visible in the metrics, the log and the device's last_error. QoS 0 is
+// dropped.
+func (h *hook) refuse(cl *mochi.Client, pk packets.Packet, code packets.Code, cause error) (packets.Packet, error) {
+	if cl.Properties.ProtocolVersion != 5 || pk.FixedHeader.Qos == 0 {
+		return pk, packets.CodeSuccessIgnore
+	}
+	ack := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Puback},
+		PacketID:    pk.PacketID,
+		ReasonCode:  code.Code,
+		Properties:  packets.Properties{ReasonString: clip(code.Reason+": "+cause.Error(), 128)},
+	}
+	if pk.FixedHeader.Qos == 2 {
+		ack.FixedHeader.Type = packets.Pubrec
+	}
+	if err := cl.WritePacket(ack); err != nil {
+		// Too large for the client's maximum packet size, most likely: try bare.
+		ack.Properties = packets.Properties{}
+		_ = cl.WritePacket(ack)
+	}
+	return pk, packets.ErrRejectPacket
+}
+
+// limitRetained keeps the broker's retained messages within max_retained: a new
+// retained topic beyond it is delivered but not retained. Replacing an existing one
+// is always allowed.
+func (h *hook) limitRetained(pk *packets.Packet) {
+	if h.srv.Topics.Retained.Len() < h.a.cfg.MaxRetained {
+		return
+	}
+	if _, ok := h.srv.Topics.Retained.Get(pk.TopicName); ok {
+		return
+	}
+	pk.FixedHeader.Retain = false
+	limitedLog(h.a.log, h.a.lim, slog.LevelWarn, "mqtt: max_retained reached; message delivered but not retained", "topic", pk.TopicName)
+}

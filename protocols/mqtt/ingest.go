@@ -1,0 +1,103 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/protocols"
+	"github.com/edgegate/edgegate/protocols/payload"
+)
+
+// labelTopic is the protocol fact every MQTT message carries: the topic it came on.
+const labelTopic = "topic"
+
+// ingest decodes a publish on a device topic and hands its readings to the bridge as
+// one batch, so that a device sees all of an object of points accepted or none. It
+// returns the result class (resultAccepted, resultInvalid, resultRefused or
+// resultUnavailable) and the cause.
+func (a *Adapter) ingest(ctx context.Context, sink protocols.Sink, m topicMatch, pk packets.Packet) (string, error) {
+	if err := payload.ValidName(m.device); err != nil {
+		return resultInvalid, fmt.Errorf("%w: device name in the topic: %w", payload.ErrInvalidPayload, err)
+	}
+	var readings []payload.Reading
+	switch m.kind {
+	case topicPoint:
+		if err := payload.ValidName(m.point); err != nil {
+			return resultInvalid, fmt.Errorf("%w: point name in the topic: %w", payload.ErrInvalidPayload, err)
+		}
+		r, err := a.decoder.Decode(pk.Payload)
+		if err != nil {
+			return resultInvalid, fmt.Errorf("point %q: %w", m.point, err)
+		}
+		r.Point = m.point
+		readings = []payload.Reading{r}
+	case topicObject:
+		rs, err := a.decoder.DecodeObject(pk.Payload)
+		if err != nil {
+			return resultInvalid, err
+		}
+		readings = rs
+	}
+
+	dev := a.devices[m.device]
+	labels := make(map[string]string, len(dev.labels)+1)
+	for k, v := range dev.labels {
+		labels[k] = v
+	}
+	labels[labelTopic] = pk.TopicName
+	msgs := make([]*bridge.Message, len(readings))
+	for i, r := range readings {
+		pt := dev.points[r.Point]
+		unit := r.Unit
+		if unit == "" {
+			unit = pt.unit
+		}
+		msgs[i] = &bridge.Message{
+			Device:     m.device,
+			Point:      r.Point,
+			Value:      r.Value,
+			Quality:    r.Quality,
+			SourceTime: r.SourceTime,
+			Unit:       unit,
+			Labels:     labels, // shared: the messages are immutable once published
+			Priority:   pt.priority,
+		}
+	}
+	err := sink.Publish(ctx, msgs...)
+	switch {
+	case err == nil:
+		return resultAccepted, nil
+	case errors.Is(err, bridge.ErrInvalidMessage):
+		return resultInvalid, err
+	case errors.Is(err, bridge.ErrClosed), ctx.Err() != nil:
+		return resultUnavailable, err
+	default:
+		// Registry limits, or a device id that another protocol owns: retrying the
+		// same message will not help.
+		return resultRefused, err
+	}
+}
+
+// refusalCode is the MQTT v5 reason code for a permanent refusal by the bridge.
+func refusalCode(err error) packets.Code {
+	if errors.Is(err, bridge.ErrTooManyDevices) || errors.Is(err, bridge.ErrTooManyPoints) {
+		return packets.ErrQuotaExceeded
+	}
+	return packets.ErrImplementationSpecificError
+}
+
+// clip bounds a reason string; MQTT reason strings are for diagnostics only.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

@@ -1,0 +1,279 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/goleak"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/protocols"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// waitTimeout bounds every wait on a condition; generous because the machine is
+// shared, and no test sleeps: they wait for what they expect.
+const waitTimeout = 15 * time.Second
+
+// testLogger logs to the test output when -v is given, else nowhere.
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// testConfig is a loopback listener on port 0 with anonymous access.
+func testConfig() *Config {
+	c := NewConfig()
+	c.Listeners = []ListenerConfig{{Type: "tcp", Address: "127.0.0.1:0"}}
+	c.AllowAnonymous = true
+	return c
+}
+
+type env struct {
+	t   *testing.T
+	a   *Adapter
+	hub *bridge.Hub
+	reg *prometheus.Registry
+	sub *bridge.Subscription
+}
+
+// start runs an adapter with an in-process hub as its sink, until the test ends.
+func start(t *testing.T, cfg *Config) *env {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	ad, err := cfg.New(protocols.Env{Logger: testLogger(t), Metrics: reg})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	a := ad.(*Adapter)
+	hub := bridge.NewHub(bridge.HubConfig{}, nil)
+	hub.SetWriter(bridge.ProtocolMQTT, a)
+	sub, err := hub.Subscribe(bridge.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, hub.Ingest(bridge.ProtocolMQTT)) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Errorf("Run did not return after cancellation")
+		}
+		sub.Close()
+		hub.Close()
+	})
+	select {
+	case <-a.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(waitTimeout):
+		t.Fatal("adapter not ready")
+	}
+	return &env{t: t, a: a, hub: hub, reg: reg, sub: sub}
+}
+
+func (e *env) addr() string { return e.a.Addrs()[0].String() }
+
+// next waits for n messages from the hub.
+func (e *env) next(n int) []*bridge.Message {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	var out []*bridge.Message
+	for len(out) < n {
+		got, err := e.sub.Next(ctx, make([]*bridge.Message, 0, n-len(out)))
+		if err != nil {
+			e.t.Fatalf("waiting for message %d of %d: %v", len(out)+1, n, err)
+		}
+		out = append(out, got...)
+	}
+	return out
+}
+
+// waitFor polls a condition until it holds.
+func (e *env) waitFor(what string, cond func() bool) {
+	e.t.Helper()
+	waitFor(e.t, what, cond)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+func (e *env) device(id string) bridge.DeviceInfo {
+	for _, d := range e.hub.Devices(nil) {
+		if d.ID == id {
+			return d
+		}
+	}
+	return bridge.DeviceInfo{}
+}
+
+// counter reads a counter or gauge.
+func (e *env) counter(c prometheus.Metric) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		e.t.Fatal(err)
+	}
+	if m.Gauge != nil {
+		return m.Gauge.GetValue()
+	}
+	return m.Counter.GetValue()
+}
+
+// hash makes a bcrypt hash at the lowest cost, to keep tests fast.
+func hash(t *testing.T, password string) string {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+var clientSeq atomic.Int64
+
+// client3 connects an MQTT 3.1.1 client (paho.mqtt.golang); it disconnects when the
+// test ends.
+func client3(t *testing.T, addr, id, user, pass string) (paho3.Client, error) {
+	t.Helper()
+	if id == "" {
+		id = fmt.Sprintf("c3-%d", clientSeq.Add(1))
+	}
+	opts := paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).
+		SetConnectTimeout(waitTimeout).SetKeepAlive(30 * time.Second).SetCleanSession(true)
+	if user != "" {
+		opts.SetUsername(user).SetPassword(pass)
+	}
+	c := paho3.NewClient(opts)
+	tok := c.Connect()
+	if !tok.WaitTimeout(waitTimeout) {
+		return nil, errors.New("connect timed out")
+	}
+	if err := tok.Error(); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c, nil
+}
+
+func mustClient3(t *testing.T, addr, id, user, pass string) paho3.Client {
+	t.Helper()
+	c, err := client3(t, addr, id, user, pass)
+	if err != nil {
+		t.Fatalf("connect 3.1.1 client: %v", err)
+	}
+	return c
+}
+
+func publish3(t *testing.T, c paho3.Client, topic string, qos byte, payload any) {
+	t.Helper()
+	tok := c.Publish(topic, qos, false, payload)
+	if !tok.WaitTimeout(waitTimeout) {
+		t.Fatalf("publish %s: timed out", topic)
+	}
+	if err := tok.Error(); err != nil {
+		t.Fatalf("publish %s: %v", topic, err)
+	}
+}
+
+// client5 connects an MQTT v5 client (paho.golang). received gets what it receives on
+// its subscriptions.
+type client5 struct {
+	*paho.Client
+	received chan *paho.Publish
+}
+
+func connect5(t *testing.T, addr, id, user, pass string) (*client5, *paho.Connack, error) {
+	t.Helper()
+	if id == "" {
+		id = fmt.Sprintf("c5-%d", clientSeq.Add(1))
+	}
+	nc, err := net.DialTimeout("tcp", addr, waitTimeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &client5{received: make(chan *paho.Publish, 100)}
+	c.Client = paho.NewClient(paho.ClientConfig{
+		ClientID: id,
+		Conn:     nc,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			select {
+			case c.received <- pr.Packet:
+			default:
+			}
+			return true, nil
+		}},
+		OnClientError: func(error) {},
+	})
+	cp := &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true}
+	if user != "" {
+		cp.Username, cp.UsernameFlag = user, true
+		cp.Password, cp.PasswordFlag = []byte(pass), true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	ca, err := c.Connect(ctx, cp)
+	if err != nil {
+		_ = nc.Close()
+		<-c.Done()
+		return nil, ca, err
+	}
+	t.Cleanup(func() {
+		_ = c.Disconnect(&paho.Disconnect{ReasonCode: 0})
+		select {
+		case <-c.Done():
+		case <-time.After(waitTimeout):
+			t.Errorf("v5 client %s did not stop", id)
+		}
+	})
+	return c, ca, nil
+}
+
+func mustClient5(t *testing.T, addr, id, user, pass string) *client5 {
+	t.Helper()
+	c, _, err := connect5(t, addr, id, user, pass)
+	if err != nil {
+		t.Fatalf("connect v5 client: %v", err)
+	}
+	return c
+}
+
+func (c *client5) publish(t *testing.T, topic string, qos byte, payload string) (*paho.PublishResponse, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	return c.Publish(ctx, &paho.Publish{Topic: topic, QoS: qos, Payload: []byte(payload)})
+}
