@@ -104,8 +104,8 @@ func TestTopicsOutsideTheMappingAreBrokered(t *testing.T) {
 	}
 	pub := mustClient3(t, e.addr(), "", "", "")
 	publish3(t, pub, "other/app/topic", 1, "not a reading")
-	publish3(t, pub, "devices/x/y/set", 1, "42")  // the write topic is never a reading
-	publish3(t, pub, "devices/x/y/z", 1, "1")     // too deep for the pattern
+	publish3(t, pub, "devices/x/y/set", 1, "42")    // the write topic is never a reading
+	publish3(t, pub, "devices/x/y/z", 1, "1")       // too deep for the pattern
 	publish3(t, pub, "devices/boiler/temp", 1, "1") // a reading, and brokered too
 	for _, want := range []string{"other/app/topic", "devices/x/y/set", "devices/x/y/z", "devices/boiler/temp"} {
 		select {

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	packets3 "github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
+	packets3 "github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 func TestFilterCovers(t *testing.T) {
