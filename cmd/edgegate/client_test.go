@@ -81,7 +81,9 @@ mqtt: {listeners: [{type: tcp, address: 127.0.0.1:0}], allow_anonymous: true}
 	tailOut := &lines{got: make(chan struct{}, 1)}
 	tctx, tstop := context.WithCancel(ctx)
 	tailDone := make(chan int, 1)
-	go func() { tailDone <- run(tctx, []string{"tail", "--server", server, "--device", "pos-*"}, tailOut, io.Discard) }()
+	go func() {
+		tailDone <- run(tctx, []string{"tail", "--server", server, "--device", "pos-*"}, tailOut, io.Discard)
+	}()
 
 	dev := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + g.Adapter("mqtt").(protocols.Listening).Addrs()[0].String()).SetClientID("pos-1"))
 	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
