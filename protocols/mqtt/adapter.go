@@ -190,6 +190,8 @@ func (a *Adapter) Run(ctx context.Context, sink protocols.Sink) error {
 		_ = srv.Close()
 		return fmt.Errorf("mqtt: %w", err)
 	}
+	// Serve has retained the $SYS topics; they do not count against max_retained.
+	h.sysRetained.Store(int64(srv.Topics.Retained.Len()))
 	a.srv.Store(srv)
 	a.addrsMu.Lock()
 	a.addrs = addrs

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"sync/atomic"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -38,6 +39,9 @@ type hook struct {
 	srv  *mochi.Server
 	ctx  context.Context // Run's: cancelled at shutdown
 	sink protocols.Sink
+	// sysRetained is how many $SYS topics mochi retains itself, measured once Serve
+	// has published them.
+	sysRetained atomic.Int64
 }
 
 var provided = []byte{
@@ -202,11 +206,11 @@ func (h *hook) refuse(cl *mochi.Client, pk packets.Packet, code packets.Code, ca
 	return pk, packets.ErrRejectPacket
 }
 
-// limitRetained keeps the broker's retained messages within max_retained: a new
+// limitRetained keeps the clients' retained messages within max_retained: a new
 // retained topic beyond it is delivered but not retained. Replacing an existing one
-// is always allowed.
+// is always allowed. The broker's own $SYS topics, retained at start, do not count.
 func (h *hook) limitRetained(pk *packets.Packet) {
-	if h.srv.Topics.Retained.Len() < h.a.cfg.MaxRetained {
+	if int64(h.srv.Topics.Retained.Len()) < int64(h.a.cfg.MaxRetained)+h.sysRetained.Load() {
 		return
 	}
 	if _, ok := h.srv.Topics.Retained.Get(pk.TopicName); ok {

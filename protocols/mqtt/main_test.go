@@ -142,10 +142,12 @@ func (e *env) device(id string) bridge.DeviceInfo {
 }
 
 // counter reads a counter or gauge.
-func (e *env) counter(c prometheus.Metric) float64 {
+func (e *env) counter(c prometheus.Metric) float64 { return metricValue(e.t, c) }
+
+func metricValue(t *testing.T, c prometheus.Metric) float64 {
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if m.Gauge != nil {
 		return m.Gauge.GetValue()
@@ -213,7 +215,8 @@ func publish3(t *testing.T, c paho3.Client, topic string, qos byte, payload any)
 // its subscriptions.
 type client5 struct {
 	*paho.Client
-	received chan *paho.Publish
+	received    chan *paho.Publish
+	disconnects chan byte // reason codes of DISCONNECTs from the server
 }
 
 func connect5(t *testing.T, addr, id, user, pass string) (*client5, *paho.Connack, error) {
@@ -225,7 +228,7 @@ func connect5(t *testing.T, addr, id, user, pass string) (*client5, *paho.Connac
 	if err != nil {
 		return nil, nil, err
 	}
-	c := &client5{received: make(chan *paho.Publish, 100)}
+	c := &client5{received: make(chan *paho.Publish, 100), disconnects: make(chan byte, 1)}
 	c.Client = paho.NewClient(paho.ClientConfig{
 		ClientID: id,
 		Conn:     nc,
@@ -237,6 +240,12 @@ func connect5(t *testing.T, addr, id, user, pass string) (*client5, *paho.Connac
 			return true, nil
 		}},
 		OnClientError: func(error) {},
+		OnServerDisconnect: func(d *paho.Disconnect) {
+			select {
+			case c.disconnects <- d.ReasonCode:
+			default:
+			}
+		},
 	})
 	cp := &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true}
 	if user != "" {
