@@ -155,3 +155,26 @@ func TestACL(t *testing.T) {
 		t.Errorf("publishes denied: %v, want 3", n)
 	}
 }
+
+func TestWillTopicACLAndInlineID(t *testing.T) {
+	e := start(t, authConfig(t))
+	will := func(topic string) func(*paho.Connect) {
+		return func(c *paho.Connect) {
+			c.WillMessage = &paho.WillMessage{Topic: topic, QoS: 1, Payload: []byte("offline")}
+		}
+	}
+	// A will outside the user's publish list would be published without an ACL
+	// check: the connection is refused instead.
+	if _, ca, err := connect5(t, e.addr(), "", "pos-1", "s3cret", will("devices/pos-2/status")); err == nil || ca == nil || ca.ReasonCode != 0x87 {
+		t.Errorf("will outside the ACL: %+v, %v; want 0x87", ca, err)
+	}
+	if _, _, err := connect5(t, e.addr(), "", "pos-1", "s3cret", will("devices/pos-1/status")); err != nil {
+		t.Errorf("will inside the ACL: %v", err)
+	}
+	if _, ca, err := connect5(t, e.addr(), "inline", "pos-1", "s3cret"); err == nil || ca == nil || ca.ReasonCode != 0x85 {
+		t.Errorf("client id inline: %+v, %v; want 0x85", ca, err)
+	}
+	if n := e.counter(e.a.metrics.refused.WithLabelValues(refusedWillTopic)); n != 1 {
+		t.Errorf("refused for the will topic: %v", n)
+	}
+}

@@ -63,19 +63,35 @@ var err3BadUsernameOrPassword = packets.Code{Code: 0x04, Reason: "bad user name 
 // OnConnect authenticates. It runs before OnConnectAuthenticate, and unlike it can
 // choose the CONNACK code: a wrong password and "anonymous not allowed" are
 // different answers (v5 0x86 / 0x87, v3.1.1 4 / 5).
+//
+// It also checks the will topic against the user's publish list: mochi publishes a
+// will without asking OnACLCheck (Server.sendLWT), so a user could otherwise publish
+// anywhere by setting a will and hanging up. And it refuses mochi's inline client id,
+// which a network client could otherwise take over.
 func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	var code packets.Code
 	var reason string
 	v5 := cl.Properties.ProtocolVersion == 5
-	switch h.a.auth.authenticate(h.ctx, pk.Connect.Username, pk.Connect.Password) {
-	case authOK:
+	result := h.a.auth.authenticate(h.ctx, pk.Connect.Username, pk.Connect.Password)
+	switch {
+	case result == authOK && cl.ID == mochi.InlineClientId:
+		code, reason = packets.ErrClientIdentifierNotValid, refusedClientID
+		if !v5 {
+			code = packets.Err3ClientIdentifierNotValid
+		}
+	case result == authOK && pk.Connect.WillFlag && !h.a.auth.allowPublish(pk.Connect.Username, pk.Connect.WillTopic):
+		code, reason = packets.ErrNotAuthorized, refusedWillTopic
+		if !v5 {
+			code = packets.Err3NotAuthorized
+		}
+	case result == authOK:
 		return nil
-	case authBadCredentials:
+	case result == authBadCredentials:
 		code, reason = packets.ErrBadUsernameOrPassword, refusedBadCredentials
 		if !v5 {
 			code = err3BadUsernameOrPassword
 		}
-	case authNotAuthorized:
+	case result == authNotAuthorized:
 		code, reason = packets.ErrNotAuthorized, refusedNotAuthorized
 		if !v5 {
 			code = packets.Err3NotAuthorized

@@ -219,7 +219,7 @@ type client5 struct {
 	disconnects chan byte // reason codes of DISCONNECTs from the server
 }
 
-func connect5(t *testing.T, addr, id, user, pass string) (*client5, *paho.Connack, error) {
+func connect5(t *testing.T, addr, id, user, pass string, opts ...func(*paho.Connect)) (*client5, *paho.Connack, error) {
 	t.Helper()
 	if id == "" {
 		id = fmt.Sprintf("c5-%d", clientSeq.Add(1))
@@ -251,6 +251,9 @@ func connect5(t *testing.T, addr, id, user, pass string) (*client5, *paho.Connac
 	if user != "" {
 		cp.Username, cp.UsernameFlag = user, true
 		cp.Password, cp.PasswordFlag = []byte(pass), true
+	}
+	for _, o := range opts {
+		o(cp)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()

@@ -13,6 +13,8 @@ const (
 	refusedBadCredentials = "bad_credentials"
 	refusedNotAuthorized  = "not_authorized"
 	refusedShuttingDown   = "shutting_down"
+	refusedWillTopic      = "will_not_authorized"
+	refusedClientID       = "client_id"
 )
 
 // Publish results, the values of the result label of publishes_total.
