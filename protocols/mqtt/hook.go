@@ -199,8 +199,8 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 // send it again. MQTT 3.1.1 has no negative ack, and closing the connection would make
 // the client send the same payload again forever and block what follows it; so the
 // message is acknowledged and dropped (not delivered to subscribers, not retained), and
-// the refusal is visible in the metrics, the log and the device's last_error. QoS 0 is
-// dropped.
+// the refusal is visible in the metrics and the log (and for a bad payload in the
+// device's last_error). QoS 0 is dropped.
 func (h *hook) refuse(cl *mochi.Client, pk packets.Packet, code packets.Code, cause error) (packets.Packet, error) {
 	if cl.Properties.ProtocolVersion != 5 || pk.FixedHeader.Qos == 0 {
 		return pk, packets.CodeSuccessIgnore
