@@ -129,3 +129,41 @@ func TestMetricsRegistered(t *testing.T) {
 		t.Errorf("accepted publishes: %v", n)
 	}
 }
+
+// TestBridgeUnavailable: when the bridge cannot take a reading now (here: the hub is
+// closed), nothing is acknowledged; the client is disconnected so that it sends the
+// message again after reconnecting.
+func TestBridgeUnavailable(t *testing.T) {
+	e := start(t, testConfig())
+	c5 := mustClient5(t, e.addr(), "", "", "")
+	c3 := mustClient3(t, e.addr(), "", "", "")
+	e.hub.Close()
+	// paho waits for the PUBACK until its packet timeout even once the server hung
+	// up; the publish is cancelled once the DISCONNECT has arrived.
+	ctx, cancel := context.WithCancel(context.Background())
+	published := make(chan error, 1)
+	go func() {
+		_, err := c5.Publish(ctx, &paho.Publish{Topic: "devices/d/x", QoS: 1, Payload: []byte("1")})
+		published <- err
+	}()
+	select {
+	case code := <-c5.disconnects:
+		if code != 0x8b {
+			t.Errorf("DISCONNECT reason %#x, want 0x8b", code)
+		}
+	case <-time.After(waitTimeout):
+		t.Error("no DISCONNECT")
+	}
+	cancel()
+	if err := <-published; err == nil {
+		t.Error("v5 publish acknowledged with the bridge closed")
+	}
+	tok := c3.Publish("devices/d/x", 1, false, "1")
+	waitFor(t, "3.1.1 client disconnected", func() bool { return !c3.IsConnectionOpen() })
+	if tok.WaitTimeout(0) && tok.Error() == nil {
+		t.Error("3.1.1 publish acknowledged with the bridge closed")
+	}
+	if n := e.counter(e.a.metrics.publishes.WithLabelValues(resultUnavailable)); n != 2 {
+		t.Errorf("unavailable publishes: %v, want 2", n)
+	}
+}
