@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// latCase is one latency measurement: publish to receipt at a fixed rate, with one
+// subscriber.
+type latCase struct {
+	qos        byte
+	publishers int
+}
+
+func (c latCase) String() string { return fmt.Sprintf("QoS %d, %d pub → 1 sub", c.qos, c.publishers) }
+
+// tp is the throughput case whose rate the latency case halves.
+func (c latCase) tp() tpCase { return tpCase{qos: c.qos, publishers: c.publishers, subs: 1} }
+
+func (o *options) latCases() []latCase {
+	if o.quick {
+		return []latCase{{qos: 1, publishers: 2}} // the rate from the quick throughput case
+	}
+	return []latCase{{qos: 1, publishers: 1}, {qos: 0, publishers: 100}}
+}
+
+// latResult is one broker's latencies for one case.
+type latResult struct {
+	p50, p99 time.Duration
+	samples  int
+	missing  uint64
+}
+
+func (e *env) latency(ctx context.Context) {
+	for _, c := range e.latCases() {
+		rate, err := e.latencyRate(ctx, c)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			e.fail(fmt.Sprintf("latency %s", c), err)
+			continue
+		}
+		var res [2]*latResult
+		for i, kind := range []string{kindEdgegate, kindMosquitto} {
+			if kind == kindMosquitto && e.mosquitto == "" {
+				continue
+			}
+			r, err := e.measureLatency(ctx, kind, c, rate)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				e.fail(fmt.Sprintf("latency %s, %s", c, kind), err)
+				continue
+			}
+			e.logf("latency    %-9s %s at %.0f msg/s: p50 %v p99 %v (%d samples, %d missing)",
+				kind, c, rate, r.p50, r.p99, r.samples, r.missing)
+			res[i] = r
+		}
+		e.rows = append(e.rows, latRows(c, rate, res[0], res[1])...)
+	}
+}
+
+// latencyRate is half the lower of the two brokers' maximum rates for the case, so
+// both are measured under the same load, each at half its capacity or less. A
+// maximum the throughput section did not measure is measured here, briefly.
+func (e *env) latencyRate(ctx context.Context, c latCase) (float64, error) {
+	lowest := 0.0
+	for _, kind := range []string{kindEdgegate, kindMosquitto} {
+		if kind == kindMosquitto && e.mosquitto == "" {
+			continue
+		}
+		max, ok := e.maxRate[c.tp().key(kind)]
+		if !ok {
+			r, err := e.measureThroughput(ctx, kind, c.tp(), min(e.duration, 2*time.Second))
+			if err != nil {
+				return 0, fmt.Errorf("measuring the maximum rate on %s: %w", kind, err)
+			}
+			max = r.rate
+			e.maxRate[c.tp().key(kind)] = max
+		}
+		if lowest == 0 || max < lowest {
+			lowest = max
+		}
+	}
+	return lowest / 2, nil
+}
+
+// measureLatency publishes at rate (in all) and records, at the subscriber, how
+// long each message took from the publisher's clock reading, embedded in the
+// payload, to its receipt.
+func (e *env) measureLatency(ctx context.Context, kind string, c latCase, rate float64) (*latResult, error) {
+	w, err := e.runLoad(ctx, kind, c.tp(), rate, e.duration, true)
+	if err != nil {
+		return nil, err
+	}
+	s := w.samples
+	if len(s) == 0 {
+		return nil, fmt.Errorf("no message arrived")
+	}
+	slices.Sort(s)
+	return &latResult{p50: percentile(s, 0.50), p99: percentile(s, 0.99), samples: len(s), missing: w.missing}, nil
+}
+
+// percentile of sorted samples: the smallest sample with at least p of them at or
+// below it.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p*float64(len(sorted))+0.999999) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func latRows(c latCase, rate float64, eg, peer *latResult) []row {
+	mk := func(name string, get func(*latResult) time.Duration) row {
+		r := row{name: fmt.Sprintf("latency %s %s at %s msg/s", name, c, fmtCount(rate))}
+		cell := func(x *latResult) string {
+			if x == nil {
+				return "n/a"
+			}
+			s := fmtDuration(get(x))
+			if x.missing > 0 {
+				s += fmt.Sprintf(" (%d dropped)", x.missing)
+			}
+			return s
+		}
+		r.eg, r.peer = cell(eg), cell(peer)
+		if eg != nil && peer != nil && get(peer) > 0 {
+			r.ratio = fmtRatio(float64(get(eg)) / float64(get(peer)))
+		}
+		return r
+	}
+	return []row{
+		mk("p50", func(x *latResult) time.Duration { return x.p50 }),
+		mk("p99", func(x *latResult) time.Duration { return x.p99 }),
+	}
+}
