@@ -12,20 +12,42 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
+	"strings"
 	"syscall"
 )
 
-const usage = `edgesim: simulated devices and load generators for edgegate
+// command is one simulator. Each lives in its own file and registers itself in
+// init(), so that adding a protocol touches no other simulator.
+type command struct {
+	name    string
+	summary string // the usage lines, already indented
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
 
-Usage:
-  edgesim mqtt [flags]      MQTT devices: readings on devices/{device}/{point},
-                            writes taken from devices/{device}/{point}/set
-  edgesim modbus [flags]    Modbus/TCP server (not in this build yet)
-  edgesim opcua [flags]     OPC UA server (not in this build yet)
-  edgesim coap [flags]      CoAP devices (not in this build yet)
+var commands = map[string]command{}
 
-Run 'edgesim COMMAND -h' for a command's flags. SIGINT or SIGTERM stops a run cleanly.
-`
+func register(c command) {
+	if _, dup := commands[c.name]; dup {
+		panic("edgesim: command registered twice: " + c.name)
+	}
+	commands[c.name] = c
+}
+
+func usage() string {
+	var b strings.Builder
+	b.WriteString("edgesim: simulated devices and load generators for edgegate\n\nUsage:\n")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		b.WriteString(commands[n].summary)
+	}
+	b.WriteString("\nRun 'edgesim COMMAND -h' for a command's flags. SIGINT or SIGTERM stops a run cleanly.\n")
+	return b.String()
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -34,33 +56,24 @@ func main() {
 // errUsage marks an error that is the user's: exit code 2.
 var errUsage = errors.New("usage")
 
-// notYet are the simulators the contract names that this build does not have.
-var notYet = map[string]string{
-	"modbus": "the Modbus/TCP simulator",
-	"opcua":  "the OPC UA simulator",
-	"coap":   "the CoAP simulator",
-}
-
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
 	switch cmd := args[0]; cmd {
-	case "mqtt":
-		err = mqttMain(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 	default:
-		if what, ok := notYet[cmd]; ok {
-			fmt.Fprintf(stderr, "edgesim %s: not yet: %s is not in this build of edgesim; only 'edgesim mqtt' is\n", cmd, what)
-			return 1
+		c, ok := commands[cmd]
+		if !ok {
+			fmt.Fprintf(stderr, "edgesim: unknown command %q\n\n%s", cmd, usage())
+			return 2
 		}
-		fmt.Fprintf(stderr, "edgesim: unknown command %q\n\n%s", cmd, usage)
-		return 2
+		err = c.run(ctx, args[1:], stdout, stderr)
 	}
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):

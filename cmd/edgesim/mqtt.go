@@ -201,6 +201,16 @@ type counters struct {
 	firstError sync.Once
 }
 
+func init() {
+	register(command{
+		name: "mqtt",
+		summary: `  edgesim mqtt [flags]      MQTT devices: readings on devices/{device}/{point},
+                            writes taken from devices/{device}/{point}/set
+`,
+		run: mqttMain,
+	})
+}
+
 func mqttMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mqtt", flag.ContinueOnError)
 	fs.SetOutput(stderr)
