@@ -80,6 +80,7 @@ func (e *env) latencyRate(ctx context.Context, c latCase) (float64, error) {
 				return 0, fmt.Errorf("measuring the maximum rate on %s: %w", kind, err)
 			}
 			max = r.rate
+			e.logf("throughput %-9s %s: %.0f msg/s (a short run for the latency test's rate)", kind, c.tp(), max)
 			e.maxRate[c.tp().key(kind)] = max
 		}
 		if lowest == 0 || max < lowest {
