@@ -1,0 +1,164 @@
+package journal
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"sort"
+
+	"github.com/edgegate/edgegate/bridge"
+)
+
+// Reader reads the journal in sequence order. It keeps its place, so that reading
+// on from where the last Read ended costs no seek. One goroutine only.
+type Reader struct {
+	j    *Journal
+	seg  *segment
+	f    *os.File
+	off  int64  // file offset of the next record
+	next uint64 // its sequence, or 0 when unknown
+	buf  []byte
+}
+
+// NewReader returns a reader; Close it when done.
+func (j *Journal) NewReader() *Reader { return &Reader{j: j} }
+
+// Close releases the reader's file.
+func (r *Reader) Close() {
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+	r.seg = nil
+}
+
+// Read appends to out[:0] up to cap(out) messages with a sequence of at least from,
+// in order, from what has been written to the files. It returns an error wrapping
+// ErrTruncated when from is older than everything retained (First says where the
+// journal now begins), and one wrapping ErrCorrupt when a record fails its
+// checksum: it never returns a message it cannot vouch for.
+func (r *Reader) Read(from uint64, out []*bridge.Message) ([]*bridge.Message, error) {
+	out = out[:0]
+	if cap(out) == 0 {
+		return out, nil
+	}
+	for len(out) < cap(out) {
+		seg, start, limit, err := r.locate(from)
+		if err != nil || seg == nil {
+			return out, err
+		}
+		n := len(out)
+		if out, err = r.readSegment(seg, start, limit, from, out); err != nil {
+			return out, err
+		}
+		if len(out) > n {
+			from = out[len(out)-1].Sequence + 1
+		}
+		if len(out) == cap(out) {
+			return out, nil
+		}
+		last, done := r.finished(seg)
+		if !done {
+			return out, nil // caught up with what is written
+		}
+		from = max(from, last+1)
+	}
+	return out, nil
+}
+
+// finished reports whether the reader has read all of a segment that will get no
+// more records, and the segment's last sequence.
+func (r *Reader) finished(seg *segment) (uint64, bool) {
+	r.j.mu.Lock()
+	defer r.j.mu.Unlock()
+	active := r.j.segs[len(r.j.segs)-1] == seg
+	return seg.last, !active && r.off >= seg.size
+}
+
+// locate finds the segment holding from (or the first after it), the offset to
+// start at, and how far the file is written.
+func (r *Reader) locate(from uint64) (*segment, int64, int64, error) {
+	j := r.j
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if first := j.firstLocked(); from < first && first <= j.last {
+		return nil, 0, 0, fmt.Errorf("%w: %d is older than the oldest retained, %d", ErrTruncated, from, first)
+	}
+	i := sort.Search(len(j.segs), func(i int) bool { return j.segs[i].last >= from })
+	if i == len(j.segs) {
+		return nil, 0, 0, nil // nothing at or after from yet
+	}
+	seg := j.segs[i]
+	limit := seg.written.Load()
+	if r.seg == seg && r.next != 0 && r.next <= from && r.off <= limit {
+		return seg, r.off, limit, nil
+	}
+	k := sort.Search(len(seg.index), func(k int) bool { return seg.index[k].seq > from }) - 1
+	start := int64(len(segMagic))
+	if k >= 0 {
+		start = seg.index[k].off
+	}
+	r.next = 0
+	return seg, start, limit, nil
+}
+
+func (r *Reader) readSegment(seg *segment, start, limit int64, from uint64, out []*bridge.Message) ([]*bridge.Message, error) {
+	if r.seg != seg {
+		r.Close()
+		f, err := os.Open(seg.path)
+		if err != nil {
+			return out, fmt.Errorf("journal: %w", err)
+		}
+		r.f, r.seg = f, seg
+	}
+	r.off = start
+	if r.buf == nil {
+		r.buf = make([]byte, 256<<10)
+	}
+	for r.off < limit && len(out) < cap(out) {
+		n := min(int64(len(r.buf)), limit-r.off)
+		b := r.buf[:n]
+		if _, err := r.f.ReadAt(b, r.off); err != nil {
+			return out, fmt.Errorf("journal: reading %s: %w", seg.path, err)
+		}
+		consumed := 0
+		for len(out) < cap(out) {
+			rest := b[consumed:]
+			if len(rest) < recHeader {
+				break
+			}
+			size := int(binary.LittleEndian.Uint32(rest))
+			if size == 0 || size > maxRecord {
+				return out, fmt.Errorf("%w: %s at %d: record length %d", ErrCorrupt, seg.path, r.off+int64(consumed), size)
+			}
+			if len(rest) < recHeader+size {
+				if consumed == 0 && len(r.buf) < recHeader+size {
+					r.buf = make([]byte, recHeader+size) // one large record
+				}
+				break
+			}
+			body := rest[recHeader : recHeader+size]
+			if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(rest[4:]) {
+				return out, fmt.Errorf("%w: %s at %d: checksum mismatch", ErrCorrupt, seg.path, r.off+int64(consumed))
+			}
+			m, err := decodeBody(body)
+			if err != nil {
+				return out, fmt.Errorf("%s at %d: %w", seg.path, r.off+int64(consumed), err)
+			}
+			consumed += recHeader + size
+			r.next = m.Sequence + 1
+			if m.Sequence >= from {
+				out = append(out, m)
+			}
+		}
+		if consumed == 0 && len(out) < cap(out) {
+			if int64(len(r.buf)) > limit-r.off {
+				break // a record not yet fully written
+			}
+			continue // the buffer grew for a large record
+		}
+		r.off += int64(consumed)
+	}
+	return out, nil
+}
