@@ -265,3 +265,12 @@ func (r *registry) list(m *Matcher) []DeviceInfo {
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
+
+// attach gives a message read back from the journal its device's counters.
+func (r *registry) attach(m *Message) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if d, ok := r.m[m.Device]; ok && d.Protocol == m.Protocol {
+		m.dev = d
+	}
+}

@@ -24,6 +24,9 @@ const (
 	SlowDisconnect SlowPolicy = iota
 	// SlowDropOldest skips the subscriber ahead, counting what it skipped.
 	SlowDropOldest
+	// SlowHold lets the subscriber fall behind as far as the journal reaches: what
+	// the ring no longer holds is read back from disk. Only with a Journal.
+	SlowHold
 )
 
 // ParseSlowPolicy reads the config names "disconnect" (the default) and "drop_oldest".
@@ -33,13 +36,18 @@ func ParseSlowPolicy(s string) (SlowPolicy, bool) {
 		return SlowDisconnect, true
 	case "drop_oldest":
 		return SlowDropOldest, true
+	case "hold":
+		return SlowHold, true
 	}
 	return 0, false
 }
 
 func (p SlowPolicy) String() string {
-	if p == SlowDropOldest {
+	switch p {
+	case SlowDropOldest:
 		return "drop_oldest"
+	case SlowHold:
+		return "hold"
 	}
 	return "disconnect"
 }
@@ -75,6 +83,11 @@ type HubConfig struct {
 	// Labels are added to every message (the gateway's static labels, such as its
 	// site); a message's own label of the same name wins. Not modified by the hub.
 	Labels map[string]string
+	// Journal, when set, makes the hub durable: every batch is appended to it under
+	// the hub's lock (so the journal is in sequence order), Ingest.Publish returns
+	// only once the batch is durable, and subscribers read from it what the ring no
+	// longer holds. FirstSequence should then be the journal's NextSequence.
+	Journal Journal
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -102,7 +115,39 @@ func (c *HubConfig) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.SlowPolicy == SlowHold && c.Journal == nil {
+		// Nothing to hold on without a journal.
+		c.SlowPolicy = SlowDisconnect
+	}
 }
+
+// Journal is the durable log the hub writes through (bridge/journal implements it).
+type Journal interface {
+	// Append buffers messages whose sequences follow every earlier one. It must be
+	// cheap: the hub calls it under its lock.
+	Append(msgs []*Message) error
+	// WaitDurable returns once the message with sequence seq is on disk.
+	WaitDurable(ctx context.Context, seq uint64) error
+	// First is the oldest retained sequence (larger than Last when empty).
+	First() uint64
+	// NewReader returns a reader for one subscriber.
+	NewReader() JournalReader
+}
+
+// JournalReader reads a journal in sequence order for one goroutine.
+type JournalReader interface {
+	// Read appends to out[:0] up to cap(out) messages with a sequence of at least
+	// from. Its error wraps ErrTruncated when from is no longer retained.
+	Read(from uint64, out []*Message) ([]*Message, error)
+	Close()
+}
+
+// ErrTruncated is wrapped by a JournalReader's error for a sequence older than the
+// journal retains.
+var ErrTruncated = errors.New("sequence no longer retained")
+
+// ErrDataLoss ends a subscription whose next message cannot be read back intact.
+var ErrDataLoss = errors.New("durable log unreadable")
 
 // Writer sets a point on a device. Adapters that take writes implement it.
 type Writer interface {
@@ -176,18 +221,18 @@ func (h *Hub) Close() {
 func (h *Hub) LastSequence() uint64 { return h.head.Load() }
 
 // publish orders msgs, stores them and wakes the subscribers. Defaults for quality,
-// priority and gateway time are filled in here so that every message has them.
-func (h *Hub) publish(msgs []*Message) error {
+// priority and gateway time are filled in here so that every message has them. It
+// returns the last sequence of the batch.
+func (h *Hub) publish(msgs []*Message) (uint64, error) {
 	select {
 	case <-h.closed:
-		return ErrClosed
+		return 0, ErrClosed
 	default:
 	}
 	h.mu.Lock()
 	now := h.cfg.Now()
-	for _, m := range msgs {
-		h.last++
-		m.Sequence = h.last
+	for i, m := range msgs {
+		m.Sequence = h.last + 1 + uint64(i)
 		m.GatewayTime = now
 		if m.Quality == QualityUnspecified {
 			m.Quality = QualityGood
@@ -195,15 +240,25 @@ func (h *Hub) publish(msgs []*Message) error {
 		if m.Priority == PriorityUnspecified {
 			m.Priority = PriorityNormal
 		}
+	}
+	if j := h.cfg.Journal; j != nil {
+		if err := j.Append(msgs); err != nil {
+			h.mu.Unlock()
+			return 0, fmt.Errorf("durable log: %w", err)
+		}
+	}
+	for _, m := range msgs {
+		h.last++
 		h.ring[m.Sequence&h.mask] = m
 		h.lvc[pointKey{m.Device, m.Point}] = m
 	}
-	h.head.Store(h.last)
+	last := h.last
+	h.head.Store(last)
 	h.mu.Unlock()
 	for _, s := range *h.subs.Load() {
 		s.wakeUp()
 	}
-	return nil
+	return last, nil
 }
 
 // Latest returns the newest message of a point from the cache.
@@ -283,6 +338,16 @@ func (h *Hub) HasPoint(device, point string) bool { return h.reg.hasPoint(device
 
 // oldestLocked is the oldest sequence still in the ring.
 func (h *Hub) oldestLocked() uint64 {
+	if h.cfg.Journal != nil {
+		if first := h.cfg.Journal.First(); first <= h.last {
+			return first
+		}
+	}
+	return h.ringOldestLocked()
+}
+
+// ringOldestLocked is the oldest sequence still in the ring.
+func (h *Hub) ringOldestLocked() uint64 {
 	first := h.cfg.FirstSequence
 	if h.last+1-first > uint64(len(h.ring)) {
 		return h.last + 1 - uint64(len(h.ring))

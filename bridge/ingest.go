@@ -26,7 +26,8 @@ func (in *Ingest) Protocol() Protocol { return in.protocol }
 // Publish accepts messages in order, as one batch with consecutive sequences. It
 // refuses the whole batch when any message is invalid or would overflow the
 // registry, so that a device sees all of a multi-point payload or none of it.
-// When Publish returns nil the messages are ordered and visible to subscribers.
+// When Publish returns nil the messages are ordered and visible to subscribers, and
+// with a journal, on disk: only then may the adapter acknowledge them to the device.
 func (in *Ingest) Publish(ctx context.Context, msgs ...*Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -54,11 +55,16 @@ func (in *Ingest) Publish(ctx context.Context, msgs ...*Message) error {
 	for i, m := range msgs {
 		m.dev = devs[i]
 	}
-	if err := in.hub.publish(msgs); err != nil {
+	last, err := in.hub.publish(msgs)
+	if err != nil {
 		return err
 	}
 	for _, d := range devs {
 		d.in.Inc()
+	}
+	if j := in.hub.cfg.Journal; j != nil {
+		// The caller acknowledges the device when we return: only once it is on disk.
+		return j.WaitDurable(ctx, last)
 	}
 	return nil
 }

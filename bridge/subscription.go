@@ -2,7 +2,10 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"sync/atomic"
 )
 
@@ -40,6 +43,9 @@ type Subscription struct {
 	replaying bool
 	// err ends the subscription for good once it was too slow. Next's only.
 	err error
+	// jr reads from the journal what the ring no longer holds; opened on first use.
+	jrMu sync.Mutex
+	jr   JournalReader
 }
 
 // Subscribe opens a subscription. Messages that matched the start but are no longer
@@ -85,6 +91,12 @@ func (h *Hub) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 func (s *Subscription) Close() {
 	if s.closed.CompareAndSwap(false, true) {
 		s.hub.removeSub(s)
+		s.jrMu.Lock()
+		if s.jr != nil {
+			s.jr.Close()
+			s.jr = nil
+		}
+		s.jrMu.Unlock()
 		// Wake a Next that sleeps: it sees closed when it looks again.
 		select {
 		case s.wake <- struct{}{}:
@@ -165,12 +177,22 @@ const scanLimit = 4096
 func (s *Subscription) read(out []*Message) ([]*Message, error) {
 	h := s.hub
 	h.mu.RLock()
-	defer h.mu.RUnlock()
 	cursor := s.cursor.Load()
+	if h.cfg.Journal != nil && cursor < h.ringOldestLocked() {
+		// Behind the ring: read from disk, without the hub's lock.
+		h.mu.RUnlock()
+		return s.readJournal(cursor, out)
+	}
+	defer h.mu.RUnlock()
 	lag := h.last + 1 - cursor
 	limit := uint64(h.cfg.QueueSize)
-	if s.replaying && lag > limit {
+	if s.replaying && lag > limit || h.cfg.SlowPolicy == SlowHold {
 		limit = uint64(len(h.ring))
+	}
+	if lag > limit && h.cfg.SlowPolicy == SlowHold {
+		// The ring wrapped past the cursor between the check above and now: the
+		// journal has it.
+		return out, nil
 	}
 	if lag > limit {
 		if h.cfg.SlowPolicy == SlowDisconnect {
@@ -209,4 +231,47 @@ func (s *Subscription) read(out []*Message) ([]*Message, error) {
 		s.replaying = false
 	}
 	return out, nil
+}
+
+// readJournal reads what the ring no longer holds. A cursor older than the journal
+// retains (retention removed it while the subscriber was behind) skips to the oldest
+// retained, counting what it skipped where that is knowable.
+func (s *Subscription) readJournal(cursor uint64, out []*Message) ([]*Message, error) {
+	h := s.hub
+	s.jrMu.Lock()
+	defer s.jrMu.Unlock()
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if s.jr == nil {
+		s.jr = h.cfg.Journal.NewReader()
+	}
+	got, err := s.jr.Read(cursor, out[:0])
+	if errors.Is(err, ErrTruncated) {
+		first := h.cfg.Journal.First()
+		if first > cursor && s.match.matchesAll() {
+			s.dropped.Add(first - cursor)
+			h.metrics.dropped.WithLabelValues("retention").Add(float64(first - cursor))
+		}
+		s.cursor.Store(max(first, cursor))
+		return out[:0], nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDataLoss, err)
+	}
+	if len(got) == 0 {
+		// Not yet written by the journal's committer (the ring wrapped faster than a
+		// commit): let it run.
+		runtime.Gosched()
+		return got, nil
+	}
+	s.cursor.Store(got[len(got)-1].Sequence + 1)
+	kept := got[:0]
+	for _, m := range got {
+		if s.match.Match(m) {
+			h.reg.attach(m)
+			kept = append(kept, m)
+		}
+	}
+	return kept, nil
 }

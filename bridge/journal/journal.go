@@ -92,7 +92,7 @@ var (
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("journal closed")
 	// ErrTruncated says the requested sequence is older than what is retained.
-	ErrTruncated = errors.New("sequence no longer retained")
+	ErrTruncated = bridge.ErrTruncated
 )
 
 const (

@@ -22,7 +22,9 @@ type Reader struct {
 }
 
 // NewReader returns a reader; Close it when done.
-func (j *Journal) NewReader() *Reader { return &Reader{j: j} }
+func (j *Journal) NewReader() bridge.JournalReader { return &Reader{j: j} }
+
+var _ bridge.Journal = (*Journal)(nil)
 
 // Close releases the reader's file.
 func (r *Reader) Close() {
