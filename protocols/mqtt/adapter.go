@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/protocols"
@@ -176,6 +177,7 @@ func (a *Adapter) Run(ctx context.Context, sink protocols.Sink) error {
 		lim:     a.lim,
 	}
 	guard.recovered = func(c *conn, _ any) { a.recovered(srv, c) }
+	guard.goodbye = func(cl *mochi.Client) { _ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown) }
 	addrs := make([]net.Addr, len(lns))
 	for i, ln := range lns {
 		proto := a.cfg.Listeners[i].Type

@@ -287,3 +287,29 @@ func TestBridgeLimitRefusal(t *testing.T) {
 		t.Errorf("got %s", m.Device)
 	}
 }
+
+// rawConnectWill is a 3.1.1 CONNECT, clean session, with a QoS 1 will.
+func rawConnectWill(id, topic, msg string) []byte {
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02 | 0x04 | 0x08, 0, 30}
+	body = append(body, str(id)...)
+	body = append(body, str(topic)...)
+	body = append(body, str(msg)...)
+	return append([]byte{0x10, byte(len(body))}, body...)
+}
+
+func TestWillIsAReading(t *testing.T) {
+	e := start(t, testConfig())
+	conn, r := rawConn(t, e.addr())
+	if _, err := conn.Write(rawConnectWill("w-1", "devices/w-1/online", "false")); err != nil {
+		t.Fatal(err)
+	}
+	if typ, body, err := readPacket(r); err != nil || typ != 0x20 || body[1] != 0 {
+		t.Fatalf("CONNACK %#x %v: %v", typ, body, err)
+	}
+	_ = conn.Close() // without DISCONNECT: the will is published
+	m := e.next(1)[0]
+	if m.Device != "w-1" || m.Point != "online" || !m.Value.Equal(bridge.Bool(false)) {
+		t.Errorf("will reading: %s/%s = %#v", m.Device, m.Point, m.Value)
+	}
+}

@@ -51,6 +51,8 @@ var provided = []byte{
 	mochi.OnSessionEstablished,
 	mochi.OnDisconnect,
 	mochi.OnPublish,
+	mochi.OnWill,
+	mochi.OnWillSent,
 }
 
 func (h *hook) ID() string { return "edgegate" }
@@ -220,6 +222,43 @@ func (h *hook) refuse(cl *mochi.Client, pk packets.Packet, code packets.Code, ca
 		_ = cl.WritePacket(ack)
 	}
 	return pk, packets.ErrRejectPacket
+}
+
+// OnWill applies max_retained to a will about to be published: mochi publishes wills
+// without OnPublish.
+func (h *hook) OnWill(_ *mochi.Client, will mochi.Will) (mochi.Will, error) {
+	if will.Retain && len(will.Payload) > 0 {
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Retain: true}, TopicName: will.TopicName}
+		h.limitRetained(&pk)
+		will.Retain = pk.FixedHeader.Retain
+	}
+	return will, nil
+}
+
+// OnWillSent ingests a will published on a device topic, such as
+// devices/pos-1/online = false: it is the device's last reading. There is nobody to
+// acknowledge (the client is gone), so a refusal is only counted and logged. The
+// will topic was checked against the user's publish list at CONNECT.
+func (h *hook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
+	m := h.a.topics.match(pk.TopicName)
+	if (m.kind != topicPoint && m.kind != topicObject) || len(pk.Payload) == 0 {
+		return
+	}
+	res, err := h.a.ingest(h.ctx, h.sink, m, pk)
+	h.a.metrics.publishes.WithLabelValues(res).Inc()
+	switch res {
+	case resultAccepted:
+	case resultInvalid:
+		h.a.metrics.badPayloads.Inc()
+		if payload.ValidName(m.device) == nil {
+			h.sink.Invalid(m.device, err)
+		}
+		limitedLog(h.a.log, h.a.lim, slog.LevelWarn, "mqtt: bad payload in a will", "device", m.device, "topic", pk.TopicName,
+			"client", cl.ID, "error", err)
+	default:
+		limitedLog(h.a.log, h.a.lim, slog.LevelWarn, "mqtt: will not taken by the bridge", "device", m.device,
+			"topic", pk.TopicName, "client", cl.ID, "error", err)
+	}
 }
 
 // limitRetained keeps the clients' retained messages within max_retained: a new

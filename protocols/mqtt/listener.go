@@ -51,7 +51,8 @@ type connGuard struct {
 	metrics   *metrics
 	log       *slog.Logger
 	lim       *limiter
-	recovered func(c *conn, r any) // cleans up after a panic
+	recovered func(c *conn, r any)   // cleans up after a panic
+	goodbye   func(cl *mochi.Client) // sends DISCONNECT (server shutting down) and stops the client
 }
 
 var _ listeners.Listener = (*listener)(nil)
@@ -197,8 +198,8 @@ func (l *listener) serveConn(establish listeners.EstablishFn, c *conn) {
 		if r == nil {
 			return
 		}
-		_ = c.Close()
 		l.guard.metrics.panics.Inc()
+		_ = c.Close() // mochi's deferred Client.Stop has closed it already, as a rule
 		limitedLog(l.guard.log, l.guard.lim, slog.LevelError, "mqtt: recovered from a panic serving a connection; closed it",
 			"listener", l.id, "remote", c.RemoteAddr().String(), "panic", r, "stack", string(debug.Stack()))
 		l.guard.recovered(c, r)
@@ -211,10 +212,16 @@ func (l *listener) serveConn(establish listeners.EstablishFn, c *conn) {
 }
 
 // Close implements listeners.Listener. mochi calls it from Server.Close. It bounds the
-// goodbye writes with a deadline, lets mochi disconnect its clients, then closes the
-// socket and every connection (those still in CONNECT too) and waits for their
-// goroutines.
-func (l *listener) Close(closeClients listeners.CloseFn) {
+// goodbye writes with a deadline, disconnects the clients, then closes the socket and
+// every connection (those still in CONNECT too) and waits for their goroutines.
+//
+// It does not call mochi's closeClients: in mochi v2.7.9 that is
+// Server.closeListenerClients → Clients.GetByListener, which takes the clients' read
+// lock twice (GetByListener calls Len under its own RLock) and so deadlocks against a
+// client disconnecting at the same moment (Clients.Delete waiting for the write lock).
+// We know our connections and their clients, and say goodbye to each directly, as
+// closeListenerClients would.
+func (l *listener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -234,7 +241,11 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 		_ = c.Conn.SetDeadline(deadline)
 		c.shutdown.Store(true)
 	}
-	closeClients(l.id)
+	for _, c := range conns {
+		if cl := c.client.Load(); cl != nil && !cl.Closed() {
+			l.guard.goodbye(cl)
+		}
+	}
 	_ = l.ln.Close()
 	for _, c := range conns {
 		_ = c.Close()

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,7 +82,9 @@ func start(t *testing.T, cfg *Config) *env {
 				t.Errorf("Run: %v", err)
 			}
 		case <-time.After(waitTimeout):
-			t.Errorf("Run did not return after cancellation")
+			var stacks strings.Builder
+			_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+			t.Errorf("Run did not return after cancellation; goroutines:\n%s", stacks.String())
 		}
 		sub.Close()
 		hub.Close()
