@@ -6,8 +6,18 @@
 // devices/{device}/{point}, and devices/{device} for an object of several points),
 // with the payload forms of package payload. The broker acknowledges a QoS 1 or 2
 // publish only after the bridge accepted it. Writes from the gateway are published on
-// devices/{device}/{point}/set. Every other topic is brokered as usual and ignored by
-// the gateway, so the broker also serves as the site's ordinary MQTT broker.
+// devices/{device}/{point}/set. A will published on a device topic is the device's
+// last reading. Every other topic is brokered as usual and ignored by the gateway, so
+// the broker also serves as the site's ordinary MQTT broker.
+//
+// A payload that does not decode is counted (the device's error count and
+// last_error, edgegate_mqtt_bad_payloads_total) and logged at a bounded rate. MQTT v5
+// QoS 1 and 2 publishers get PUBACK or PUBREC 0x99 (payload format invalid); 3.1.1 has
+// no negative acknowledgement, so there the publish is acknowledged and dropped (not
+// retained, not delivered) rather than refused by closing the connection, which would
+// only make the client send it again forever. When the bridge cannot take a reading
+// for now (it is shutting down), nothing is acknowledged and the client is
+// disconnected, so that it sends the message again.
 //
 // The package also owns the broker's safety: accounts with bcrypt hashes and per-user
 // access lists, plaintext refused off loopback, bounded connections, packets,
