@@ -255,6 +255,11 @@ func (h *hook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
 		}
 		limitedLog(h.a.log, h.a.lim, slog.LevelWarn, "mqtt: bad payload in a will", "device", m.device, "topic", pk.TopicName,
 			"client", cl.ID, "error", err)
+	case resultUnavailable:
+		if h.ctx.Err() != nil {
+			return // our own shutdown: closing the connections publishes their wills
+		}
+		fallthrough
 	default:
 		limitedLog(h.a.log, h.a.lim, slog.LevelWarn, "mqtt: will not taken by the bridge", "device", m.device,
 			"topic", pk.TopicName, "client", cl.ID, "error", err)
