@@ -8,6 +8,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	packets3 "github.com/eclipse/paho.mqtt.golang/packets"
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestFilterCovers(t *testing.T) {
@@ -176,5 +177,14 @@ func TestWillTopicACLAndInlineID(t *testing.T) {
 	}
 	if n := e.counter(e.a.metrics.refused.WithLabelValues(refusedWillTopic)); n != 1 {
 		t.Errorf("refused for the will topic: %v", n)
+	}
+}
+
+func TestDummyHashIsAValidBcryptHash(t *testing.T) {
+	if _, err := bcrypt.Cost(dummyHash); err != nil {
+		t.Fatal(err)
+	}
+	if bcrypt.CompareHashAndPassword(dummyHash, []byte("edgegate: no such user")) != nil {
+		t.Fatal("dummyHash is not the hash of its documented password")
 	}
 }
