@@ -1,0 +1,238 @@
+package modbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/protocols"
+)
+
+// Adapter polls the configured Modbus devices and writes to them.
+type Adapter struct {
+	cfg     *Config
+	log     *slog.Logger
+	lim     *limiter
+	metrics *metrics
+	lines   []*line
+	devices map[string]*device
+	lineOf  map[string]*line // device id: its line
+
+	running   atomic.Bool
+	readyOnce sync.Once
+	ready     chan struct{}
+}
+
+var (
+	_ protocols.Adapter = (*Adapter)(nil)
+	_ protocols.Writer  = (*Adapter)(nil)
+	_ protocols.Reader  = (*Adapter)(nil)
+	_ protocols.Readier = (*Adapter)(nil)
+)
+
+// logRate and logBurst bound the log lines that devices can cause.
+const (
+	logRate  = 10 // per second
+	logBurst = 20
+)
+
+func newAdapter(c *Config, env protocols.Env) (*Adapter, error) {
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Adapter{
+		cfg:     c,
+		log:     log,
+		metrics: newMetrics(),
+		devices: make(map[string]*device, len(c.Devices)),
+		lineOf:  make(map[string]*line, len(c.Devices)),
+		ready:   make(chan struct{}),
+	}
+	a.lim = newLimiter(logRate, logBurst, a.metrics.logsDropped)
+	byKey := map[string]*line{}
+	for _, dc := range c.Devices {
+		ep, err := parseAddress(dc.Address)
+		if err != nil {
+			return nil, fmt.Errorf("device %q: address: %w", dc.ID, err)
+		}
+		l := byKey[ep.key()]
+		if l == nil {
+			l = newLine(a, ep)
+			byKey[ep.key()] = l
+			a.lines = append(a.lines, l)
+		}
+		d := newDevice(dc, c, a.metrics)
+		l.devices = append(l.devices, d)
+		a.devices[d.id] = d
+		a.lineOf[d.id] = l
+	}
+	if err := a.metrics.register(env.Metrics); err != nil {
+		return nil, fmt.Errorf("modbus: registering metrics: %w", err)
+	}
+	return a, nil
+}
+
+// Ready is closed once Run has declared the devices and started polling. It does
+// not wait for the devices: one that is down must not keep the gateway unready.
+func (a *Adapter) Ready() <-chan struct{} { return a.ready }
+
+// Run polls every device until ctx ends, each connection in a goroutine of its own,
+// and returns nil once they have all stopped and closed their connections.
+func (a *Adapter) Run(ctx context.Context, sink protocols.Sink) error {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("modbus: adapter already ran")
+	}
+	for _, l := range a.lines {
+		for _, d := range l.devices {
+			names := make([]string, len(d.points))
+			for i, p := range d.points {
+				names[i] = p.name
+			}
+			if err := sink.Declare(d.id, names...); err != nil {
+				return fmt.Errorf("modbus: device %q: %w", d.id, err)
+			}
+			sink.State(d.id, bridge.StateConnecting, nil)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, l := range a.lines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.run(ctx, sink)
+		}()
+	}
+	a.readyOnce.Do(func() { close(a.ready) })
+	a.log.Info("modbus: polling", "devices", len(a.devices), "connections", len(a.lines))
+	wg.Wait()
+	return nil
+}
+
+// Write sets a coil or holding register point: the value is encoded for the point's
+// type and byte order, with its scale and offset reversed, and sent when the line is
+// next free. A write to an unknown or read-only point, or of a value that does not
+// fit, is refused with InvalidArgument and sends nothing. A device that refuses the
+// write gives FailedPrecondition; one that cannot be reached, Unavailable.
+func (a *Adapter) Write(ctx context.Context, device, point string, v bridge.Value) error {
+	d, l, p, err := a.lookup(device, point)
+	if err != nil {
+		return err
+	}
+	if !p.writable {
+		return status.Errorf(codes.InvalidArgument, "modbus: device %q point %q is not writable", device, point)
+	}
+	data, err := p.encode(v)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "modbus: device %q point %q (%s): %v", device, point, p.typ, err)
+	}
+	_, err = a.do(ctx, l, &call{d: d, p: p, write: true, data: data})
+	if err != nil {
+		return callError(fmt.Sprintf("modbus: write to device %q point %q", device, point), err)
+	}
+	return nil
+}
+
+// Read reads a point from the device now, between polls.
+func (a *Adapter) Read(ctx context.Context, device, point string) (*bridge.Message, error) {
+	d, l, p, err := a.lookup(device, point)
+	if err != nil {
+		return nil, err
+	}
+	v, err := a.do(ctx, l, &call{d: d, p: p})
+	if err != nil {
+		return nil, callError(fmt.Sprintf("modbus: read of device %q point %q", device, point), err)
+	}
+	return &bridge.Message{
+		Device:   device,
+		Point:    point,
+		Protocol: bridge.ProtocolModbus,
+		Value:    v,
+		Quality:  bridge.QualityGood,
+		Unit:     p.unit,
+		Labels:   p.labels,
+		Priority: p.priority,
+	}, nil
+}
+
+func (a *Adapter) lookup(device, point string) (*device, *line, *point, error) {
+	d, ok := a.devices[device]
+	if !ok {
+		return nil, nil, nil, status.Errorf(codes.InvalidArgument, "modbus: no device %q", device)
+	}
+	p, ok := d.byName[point]
+	if !ok {
+		return nil, nil, nil, status.Errorf(codes.InvalidArgument, "modbus: device %q has no point %q", device, point)
+	}
+	return d, a.lineOf[device], p, nil
+}
+
+// do hands a call to the line and waits for its result.
+func (a *Adapter) do(ctx context.Context, l *line, c *call) (bridge.Value, error) {
+	if !a.running.Load() {
+		return bridge.Value{}, status.Error(codes.Unavailable, "modbus: adapter not running")
+	}
+	c.done = make(chan callResult, 1)
+	select {
+	case l.calls <- c:
+	case <-l.stopped:
+		return bridge.Value{}, status.Error(codes.Unavailable, "modbus: adapter stopped")
+	case <-ctx.Done():
+		return bridge.Value{}, ctx.Err()
+	default:
+		return bridge.Value{}, status.Errorf(codes.ResourceExhausted, "modbus: %d requests already wait for %s", cap(l.calls), l.ep.key())
+	}
+	select {
+	case r := <-c.done:
+		return r.v, r.err
+	case <-l.stopped:
+		return bridge.Value{}, status.Error(codes.Unavailable, "modbus: adapter stopped")
+	case <-ctx.Done():
+		// The call may still run when its turn comes: a write cannot be taken back
+		// once it is queued.
+		return bridge.Value{}, ctx.Err()
+	}
+}
+
+// callError gives a device's answer its gRPC status, keeping the cause for errors.Is.
+func callError(what string, err error) error {
+	var ex Exception
+	code := codes.Unavailable
+	if errors.As(err, &ex) && classify(err) != classRetry {
+		code = codes.FailedPrecondition
+	}
+	return &statusError{code: code, err: fmt.Errorf("%s: %w", what, err)}
+}
+
+// statusError is an error with a gRPC status that still unwraps to its cause.
+type statusError struct {
+	code codes.Code
+	err  error
+}
+
+func (e *statusError) Error() string              { return e.err.Error() }
+func (e *statusError) Unwrap() error              { return e.err }
+func (e *statusError) GRPCStatus() *status.Status { return status.New(e.code, e.err.Error()) }
+
+func errValuef(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrValue, fmt.Sprintf(format, args...))
+}
+
+// logf logs a warning through the rate limit: what devices cause, they can cause often.
+func (a *Adapter) logf(msg string, args ...any) {
+	ok, suppressed := a.lim.allow()
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	a.log.Warn(msg, args...)
+}

@@ -1,0 +1,470 @@
+package modbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/protocols"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// call is a write or an on-demand read, handed to the line's goroutine so that it
+// takes its turn on the wire between polls.
+type call struct {
+	d     *device
+	p     *point
+	write bool
+	data  []byte          // write: the encoded value (a coil: one byte, 0 or 1)
+	done  chan callResult // buffered: the line never waits for the caller
+}
+
+type callResult struct {
+	v   bridge.Value
+	err error
+}
+
+// line is one connection, a TCP connection or a serial line, and the devices
+// (unit ids) behind it. One goroutine owns it and everything of its devices'
+// reporting state: requests go out one at a time, so a slow device delays only the
+// devices that share its connection.
+type line struct {
+	a          *Adapter
+	ep         *endpoint
+	devices    []*device
+	calls      chan *call
+	stopped    chan struct{} // closed when run returns
+	reconnects prometheus.Counter
+
+	sink     protocols.Sink
+	tr       transport
+	attempts int // failed connection attempts in a row
+	lastErr  error
+	rng      *rand.Rand
+}
+
+func newLine(a *Adapter, ep *endpoint) *line {
+	l := &line{
+		a:       a,
+		ep:      ep,
+		calls:   make(chan *call, a.cfg.Queue),
+		stopped: make(chan struct{}),
+		rng:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	}
+	l.reconnects = a.metrics.reconnects.WithLabelValues(ep.key())
+	return l
+}
+
+// run polls the line's devices until ctx ends, connecting and reconnecting as
+// needed, and serves calls between polls.
+func (l *line) run(ctx context.Context, sink protocols.Sink) {
+	defer close(l.stopped)
+	l.sink = sink
+	defer l.closeTransport()
+	start := time.Now()
+	for _, d := range l.devices {
+		d.due = start.Add(d.phase)
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for ctx.Err() == nil {
+		if l.tr == nil {
+			if err := l.connect(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				l.lastErr = err
+				l.allDown(ctx, fmt.Errorf("connecting to %s: %w", l.ep.key(), err))
+				if !l.idle(ctx, timer, l.backoff()) {
+					return
+				}
+				continue
+			}
+			l.realign(time.Now())
+		}
+		d := l.nextDue()
+		timer.Reset(time.Until(d.due))
+		select {
+		case <-ctx.Done():
+			return
+		case c := <-l.calls:
+			l.serve(ctx, c)
+		case <-timer.C:
+			l.poll(ctx, d)
+		}
+	}
+}
+
+func (l *line) connect(ctx context.Context) error {
+	if l.attempts > 0 || l.lastErr != nil {
+		l.reconnects.Inc()
+	}
+	var err error
+	if l.ep.rtu() {
+		var port serialPort
+		if port, err = openSerial(l.ep); err == nil {
+			l.tr = newRTU(port, l.ep)
+		}
+	} else {
+		var t *tcpTransport
+		if t, err = dialTCP(ctx, l.ep.host, l.a.cfg.ConnectTimeout); err == nil {
+			l.tr = t
+		}
+	}
+	if err != nil {
+		l.attempts++
+		return err
+	}
+	l.attempts = 0
+	return nil
+}
+
+// backoff is the wait before the next connection attempt: exponential from
+// reconnect_backoff up to reconnect_backoff_max, with ±20% jitter so that devices that
+// went down together do not come back in step.
+func (l *line) backoff() time.Duration {
+	b := l.a.cfg.ReconnectBackoff
+	for i := 1; i < l.attempts && b < l.a.cfg.ReconnectBackoffMax; i++ {
+		b *= 2
+	}
+	b = min(b, l.a.cfg.ReconnectBackoffMax)
+	return time.Duration(float64(b) * (0.8 + 0.4*l.rng.Float64()))
+}
+
+// idle waits for d, answering calls with the line's error meanwhile. It returns
+// false when ctx ended.
+func (l *line) idle(ctx context.Context, timer *time.Timer, d time.Duration) bool {
+	timer.Reset(d)
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		case c := <-l.calls:
+			c.done <- callResult{err: fmt.Errorf("%w: %w", errNotConnected, l.lastErr)}
+		}
+	}
+}
+
+var errNotConnected = errors.New("modbus: device not connected")
+
+func (l *line) closeTransport() {
+	if l.tr != nil {
+		_ = l.tr.close()
+		l.tr = nil
+	}
+}
+
+// realign moves polls that fell due while the line was down to their next slot.
+func (l *line) realign(now time.Time) {
+	for _, d := range l.devices {
+		if n := skip(d, now); n > 0 {
+			d.m.skipped.Add(float64(n))
+		}
+	}
+}
+
+// skip advances d.due past now by whole intervals and returns how many it skipped.
+func skip(d *device, now time.Time) int64 {
+	if d.due.After(now) {
+		return 0
+	}
+	n := int64(now.Sub(d.due)/d.interval) + 1
+	d.due = d.due.Add(time.Duration(n) * d.interval)
+	return n
+}
+
+func (l *line) nextDue() *device {
+	next := l.devices[0]
+	for _, d := range l.devices[1:] {
+		if d.due.Before(next.due) {
+			next = d
+		}
+	}
+	return next
+}
+
+// poll reads every block of d that is due, reports what changed and publishes it.
+func (l *line) poll(ctx context.Context, d *device) {
+	now := time.Now()
+	l.a.metrics.jitter.Observe(now.Sub(d.due).Seconds())
+	d.m.polls.Inc()
+	// The next poll is a whole interval after this one was due, not after it ran:
+	// polls do not drift. One that could not run in its slot is skipped.
+	d.due = d.due.Add(d.interval)
+	if n := skip(d, now); n > 0 {
+		d.m.skipped.Add(float64(n))
+	}
+	err := l.pollBlocks(ctx, d, now)
+	switch c := classify(err); {
+	case c == classCanceled || ctx.Err() != nil:
+	case c == classReconnect && l.ep.rtu() && !errors.Is(err, errIO):
+		// One unit that does not answer on a serial line does not make the line
+		// bad: the others are still polled. What might still come from it is
+		// drained before the next request.
+		l.drain(ctx)
+		l.deviceDown(ctx, d, err)
+	case c == classReconnect:
+		l.lineDown(ctx, err)
+	}
+	l.publish(ctx, d)
+}
+
+// pollBlocks reads d's blocks and returns an error that ends the poll: the
+// connection's or our own cancellation.
+func (l *line) pollBlocks(ctx context.Context, d *device, now time.Time) error {
+	d.msgs = d.msgs[:0]
+	var pointErr, devErr error
+	for _, b := range d.blocks {
+		if len(b.points) == 1 && now.Before(b.points[0].badUntil) {
+			continue
+		}
+		perr, err := l.readBlock(ctx, d, b, now)
+		if perr != nil {
+			pointErr = perr
+		}
+		switch classify(err) {
+		case classNone:
+		case classDevice, classRetry:
+			devErr = err
+			d.m.errors.WithLabelValues(errLabel(err)).Inc()
+			for _, p := range b.points {
+				d.reportBad(p, now)
+			}
+		default:
+			d.m.errors.WithLabelValues(errLabel(err)).Inc()
+			return err
+		}
+	}
+	if d.replan() {
+		d.blocks = planBlocks(d.points, d.maxGap, d.maxBitGap, d.maxRegs, d.maxBits)
+	}
+	switch {
+	case devErr != nil:
+		l.setState(d, bridge.StateError, devErr)
+	default:
+		// A point the device refuses leaves the device connected, with the refusal
+		// as its last error.
+		l.setState(d, bridge.StateConnected, pointErr)
+	}
+	return nil
+}
+
+// readBlock reads b and reports its points. When the device refuses the addresses,
+// a single point is marked BAD and left alone for bad_point_retry; a block of
+// several is split, now and from then on, into single reads, so that only the
+// points the device refuses are BAD. pointErr is such a refusal; err is an error
+// that concerns more than b's points.
+func (l *line) readBlock(ctx context.Context, d *device, b *block, now time.Time) (pointErr, err error) {
+	data, err := l.exchange(ctx, d, b.req)
+	switch classify(err) {
+	case classNone:
+		for _, p := range b.points {
+			v, derr := p.decode(data, b.start)
+			if derr != nil {
+				d.reportBad(p, now)
+				continue
+			}
+			d.report(p, v, bridge.QualityGood, now)
+		}
+		return nil, nil
+	case classPoint:
+		d.m.errors.WithLabelValues(errLabel(err)).Inc()
+		if len(b.points) == 1 {
+			p := b.points[0]
+			p.isolated = true
+			p.badUntil = now.Add(l.a.cfg.BadPointRetry)
+			if p.lastQ != bridge.QualityBad {
+				l.a.logf("modbus: point refused by the device; it is BAD and read again after bad_point_retry",
+					"device", d.id, "point", p.name, "register", p.kind.String(), "address", p.addr, "err", err)
+			}
+			d.reportBad(p, now)
+			return fmt.Errorf("point %q (%s %d): %w", p.name, p.kind, p.addr, err), nil
+		}
+		for _, p := range b.points {
+			p.isolated = true
+		}
+		for _, p := range b.points {
+			perr, err := l.readBlock(ctx, d, singleBlock(p), now)
+			if perr != nil && pointErr == nil {
+				pointErr = perr
+			}
+			if err != nil {
+				return pointErr, err
+			}
+		}
+		return pointErr, nil
+	}
+	return nil, err
+}
+
+func singleBlock(p *point) *block {
+	return &block{kind: p.kind, start: p.addr, count: uint16(p.regs), points: []*point{p}, req: readRequest(p.kind, p.addr, uint16(p.regs))}
+}
+
+// replan reports whether a point was isolated since the blocks were planned.
+func (d *device) replan() bool {
+	for _, b := range d.blocks {
+		if len(b.points) < 2 {
+			continue
+		}
+		for _, p := range b.points {
+			if p.isolated {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// exchange runs one request, retrying it after a growing wait while the device
+// answers "busy" (or "acknowledge"), at most busy_retries times.
+func (l *line) exchange(ctx context.Context, d *device, req request) ([]byte, error) {
+	wait := l.a.cfg.BusyBackoff
+	for attempt := 0; ; attempt++ {
+		d.m.requests.Inc()
+		pdu, err := l.tr.exchange(ctx, d.unit, req, d.timeout)
+		var data []byte
+		if err == nil {
+			data, err = decodeResponse(req, pdu)
+		}
+		if classify(err) != classRetry || attempt >= l.a.cfg.BusyRetries {
+			return data, err
+		}
+		d.m.busy.Inc()
+		t := time.NewTimer(time.Duration(float64(wait) * (0.8 + 0.4*l.rng.Float64())))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w: %w", errCanceled, ctx.Err())
+		}
+		wait = min(2*wait, l.a.cfg.BusyBackoffMax)
+	}
+}
+
+// serve runs a write or an on-demand read.
+func (l *line) serve(ctx context.Context, c *call) {
+	var res callResult
+	if c.write {
+		var req request
+		if c.p.kind == kindCoil {
+			req = writeCoilRequest(c.p.addr, c.data[0] == 1)
+		} else {
+			req = writeRegistersRequest(c.p.addr, c.data)
+		}
+		_, res.err = l.exchange(ctx, c.d, req)
+	} else {
+		b := singleBlock(c.p)
+		data, err := l.exchange(ctx, c.d, b.req)
+		if err == nil {
+			res.v, err = c.p.decode(data, b.start)
+		}
+		res.err = err
+	}
+	c.done <- res
+	switch classify(res.err) {
+	case classReconnect:
+		if l.ep.rtu() && !errors.Is(res.err, errIO) {
+			l.drain(ctx)
+			return
+		}
+		l.lineDown(ctx, res.err)
+	}
+}
+
+// errIO marks a failure of the connection or the port itself, as opposed to a bad or
+// missing answer.
+var errIO = errors.New("modbus: i/o")
+
+// drain discards what a unit that answered late or badly may still send on a serial
+// line, so that it is not read as the next answer.
+func (l *line) drain(ctx context.Context) {
+	if r, ok := l.tr.(*rtuTransport); ok {
+		r.drain(ctx)
+	}
+}
+
+// lineDown drops the connection after err; every device on it is disconnected and
+// its points BAD until the line is back.
+func (l *line) lineDown(ctx context.Context, err error) {
+	l.closeTransport()
+	l.lastErr = err
+	l.a.logf("modbus: connection lost; reconnecting", "connection", l.ep.key(), "err", err)
+	l.allDown(ctx, err)
+}
+
+func (l *line) allDown(ctx context.Context, err error) {
+	for _, d := range l.devices {
+		l.deviceDown(ctx, d, err)
+	}
+}
+
+// deviceDown disconnects d: the points it had published are BAD until it answers
+// again.
+func (l *line) deviceDown(ctx context.Context, d *device, err error) {
+	now := time.Now()
+	for _, p := range d.points {
+		if p.published {
+			d.reportBad(p, now)
+		}
+	}
+	l.setState(d, bridge.StateDisconnected, err)
+	l.publish(ctx, d)
+}
+
+func (l *line) setState(d *device, s bridge.DeviceState, err error) {
+	text := ""
+	if err != nil {
+		text = err.Error()
+	}
+	if d.state == s && d.errText == text {
+		return
+	}
+	if s != bridge.StateConnected && d.state == bridge.StateConnected {
+		l.a.logf("modbus: device "+s.String(), "device", d.id, "err", err)
+	}
+	d.state, d.errText = s, text
+	l.sink.State(d.id, s, err)
+}
+
+// publish hands the device's batch to the bridge.
+func (l *line) publish(ctx context.Context, d *device) {
+	if len(d.msgs) == 0 {
+		return
+	}
+	if err := l.sink.Publish(ctx, d.msgs...); err != nil && ctx.Err() == nil {
+		l.a.metrics.publishErrors.Inc()
+		l.a.logf("modbus: the bridge refused a batch", "device", d.id, "err", err)
+	}
+	clear(d.msgs)
+	d.msgs = d.msgs[:0]
+}
+
+// errLabel is an error's class in the poll_errors_total metric.
+func errLabel(err error) string {
+	var ex Exception
+	switch {
+	case errors.Is(err, ErrTimeout):
+		return "timeout"
+	case errors.Is(err, ErrTransactionID):
+		return "transaction_id"
+	case errors.Is(err, ErrProtocol):
+		return "protocol"
+	case errors.As(err, &ex):
+		switch classify(err) {
+		case classRetry:
+			return "busy"
+		case classPoint:
+			return "illegal_address"
+		}
+		return "exception"
+	case errors.Is(err, errCanceled):
+		return "canceled"
+	}
+	return "io"
+}
