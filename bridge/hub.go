@@ -130,6 +130,8 @@ type Journal interface {
 	WaitDurable(ctx context.Context, seq uint64) error
 	// First is the oldest retained sequence (larger than Last when empty).
 	First() uint64
+	// Last is the newest appended sequence.
+	Last() uint64
 	// NewReader returns a reader for one subscriber.
 	NewReader() JournalReader
 }

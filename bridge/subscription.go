@@ -260,8 +260,17 @@ func (s *Subscription) readJournal(cursor uint64, out []*Message) ([]*Message, e
 		return nil, fmt.Errorf("%w: %v", ErrDataLoss, err)
 	}
 	if len(got) == 0 {
-		// Not yet written by the journal's committer (the ring wrapped faster than a
-		// commit): let it run.
+		h.mu.RLock()
+		ringOldest := h.ringOldestLocked()
+		h.mu.RUnlock()
+		if h.cfg.Journal.Last() < cursor {
+			// A gap: sequences reserved before a restart were never used. What
+			// follows is in the ring.
+			s.cursor.Store(max(cursor, ringOldest))
+			return got, nil
+		}
+		// Appended but not yet written by the journal's committer (the ring wrapped
+		// faster than a commit): let it run.
 		runtime.Gosched()
 		return got, nil
 	}

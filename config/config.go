@@ -31,6 +31,7 @@ type Config struct {
 	Gateway Gateway `yaml:"gateway"`
 	GRPC    GRPC    `yaml:"grpc"`
 	HTTP    HTTP    `yaml:"http"`
+	Journal Journal `yaml:"journal"`
 	// Protocols holds each configured protocol's config by name: those with a
 	// section in the file and those named by a device.
 	Protocols map[string]protocols.Config `yaml:"-"`
@@ -46,7 +47,9 @@ type Gateway struct {
 	Retain int `yaml:"retain"`
 	// SubscriberQueue is how far behind a subscriber may fall before SlowConsumer applies.
 	SubscriberQueue int `yaml:"subscriber_queue"`
-	// SlowConsumer is "disconnect" (default) or "drop_oldest".
+	// SlowConsumer is "disconnect", "drop_oldest" or "hold" (read what the ring no
+	// longer has from the durable log). The default is hold with a durable log,
+	// disconnect without.
 	SlowConsumer       string `yaml:"slow_consumer"`
 	MaxDevices         int    `yaml:"max_devices"`
 	MaxPointsPerDevice int    `yaml:"max_points_per_device"`
@@ -144,6 +147,8 @@ func Parse(b []byte) (*Config, error) {
 			err = protocols.DecodeStrict(val, &c.GRPC)
 		case "http":
 			err = protocols.DecodeStrict(val, &c.HTTP)
+		case "journal":
+			err = protocols.DecodeStrict(val, &c.Journal)
 		case "devices":
 			devices = val
 		default:
@@ -153,7 +158,7 @@ func Parse(b []byte) (*Config, error) {
 			}
 			newCfg, ok := protocols.Lookup(key)
 			if !ok {
-				err = fmt.Errorf("line %d: unknown key (known: gateway, grpc, http, devices, %s)", doc.Content[i].Line, strings.Join(protocols.Names(), ", "))
+				err = fmt.Errorf("line %d: unknown key (known: gateway, grpc, http, journal, devices, %s)", doc.Content[i].Line, strings.Join(protocols.Names(), ", "))
 				break
 			}
 			pc := newCfg()
@@ -269,8 +274,9 @@ func (c *Config) validate() Problems {
 	}
 	g := c.Gateway
 	if _, ok := bridge.ParseSlowPolicy(g.SlowConsumer); !ok {
-		add(fmt.Errorf("gateway: slow_consumer: %q is not disconnect or drop_oldest", g.SlowConsumer))
+		add(fmt.Errorf("gateway: slow_consumer: %q is not disconnect, drop_oldest or hold", g.SlowConsumer))
 	}
+	probs = append(probs, c.validateJournal()...)
 	if g.Retain < 0 || g.SubscriberQueue < 0 || g.MaxDevices < 0 || g.MaxPointsPerDevice < 0 {
 		add(errors.New("gateway: retain, subscriber_queue, max_devices and max_points_per_device must not be negative"))
 	}
@@ -325,6 +331,9 @@ func checkListener(section, addr string, files *etls.Files, insecure bool) error
 // HubConfig is the bridge configuration the gateway section asks for.
 func (c *Config) HubConfig() bridge.HubConfig {
 	p, _ := bridge.ParseSlowPolicy(c.Gateway.SlowConsumer)
+	if c.Gateway.SlowConsumer == "" && c.Durable() {
+		p = bridge.SlowHold
+	}
 	return bridge.HubConfig{
 		Retain:             c.Gateway.Retain,
 		QueueSize:          c.Gateway.SubscriberQueue,

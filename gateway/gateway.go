@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/bridge/journal"
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/grpcapi"
 	"github.com/edgegate/edgegate/protocols"
@@ -48,6 +50,7 @@ type Gateway struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	hub      *bridge.Hub
+	journal  *journal.Journal // nil without a durable log
 	adapters []adapter
 	started  time.Time
 
@@ -66,7 +69,20 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hc := cfg.HubConfig()
-	if cfg.Gateway.DataDir == "" {
+	var jr *journal.Journal
+	if cfg.Durable() {
+		// The journal is the one thing New opens: it must recover before the hub
+		// can know its first sequence. Run closes it.
+		opts := cfg.JournalOptions()
+		opts.Logger = log.With("component", "journal")
+		var err error
+		if jr, err = journal.Open(filepath.Join(cfg.Gateway.DataDir, "journal"), opts); err != nil {
+			return nil, fmt.Errorf("durable log: %w", err)
+		}
+		hc.Journal = jr
+		hc.FirstSequence = jr.NextSequence()
+		reg.MustRegister(journalCollector{jr})
+	} else {
 		// Without a durable log, seed sequences from the clock (microseconds) so
 		// that a restart never reuses a sequence a consumer has seen, as long as
 		// the gateway averages under a million messages a second.
@@ -78,6 +94,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		log:     log,
 		reg:     reg,
 		hub:     bridge.NewHub(hc, reg),
+		journal: jr,
 		readyCh: make(chan struct{}),
 	}
 	names := make([]string, 0, len(cfg.Protocols))
@@ -94,6 +111,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 			DataDir:   cfg.Gateway.DataDir,
 		})
 		if err != nil {
+			g.closeJournal()
 			return nil, fmt.Errorf("%s: %w", n, err)
 		}
 		g.adapters = append(g.adapters, adapter{name: n, protocol: pc.Protocol(), impl: impl})
@@ -273,6 +291,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.log.Error("adapters did not stop in time", "timeout", deadline)
 	}
 	g.hub.Close()
+	g.closeJournal()
 	if grpcSrv != nil {
 		stopped := make(chan struct{})
 		go func() {
@@ -335,7 +354,11 @@ func (g *Gateway) grpcServer() (*grpc.Server, *health.Server, error) {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	srv := grpc.NewServer(opts...)
-	grpcapi.New(g.hub, grpcapi.Options{MaxSubscribers: g.cfg.GRPC.MaxSubscribers, Logger: g.log}).Register(srv)
+	apiOpts := grpcapi.Options{MaxSubscribers: g.cfg.GRPC.MaxSubscribers, Logger: g.log}
+	if g.journal != nil {
+		apiOpts.Consumers = g.journal
+	}
+	grpcapi.New(g.hub, apiOpts).Register(srv)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus("edgegate.v1.Gateway", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -365,6 +388,16 @@ func listen(addr string, max int) (net.Listener, error) {
 		ln = netutil.LimitListener(ln, max)
 	}
 	return ln, nil
+}
+
+// closeJournal flushes and closes the durable log, once.
+func (g *Gateway) closeJournal() {
+	if g.journal == nil {
+		return
+	}
+	if err := g.journal.Close(); err != nil {
+		g.log.Error("closing the durable log", "err", err)
+	}
 }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {

@@ -17,19 +17,30 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// Consumers keeps durable consumers' positions (bridge/journal implements it).
+type Consumers interface {
+	// CheckConsumer says whether a name may be a consumer's.
+	CheckConsumer(name string) error
+	Position(name string) (uint64, bool)
+	Ack(name string, seq uint64) error
+}
+
 // Options bound the service.
 type Options struct {
 	// MaxSubscribers bounds concurrent Subscribe streams; default 256.
 	MaxSubscribers int
 	Logger         *slog.Logger
+	// Consumers enables durable consumers; nil without a durable log.
+	Consumers Consumers
 }
 
 // Server implements pb.GatewayServer.
 type Server struct {
 	pb.UnimplementedGatewayServer
-	hub  *bridge.Hub
-	log  *slog.Logger
-	subs chan struct{} // a slot per open Subscribe stream
+	hub       *bridge.Hub
+	log       *slog.Logger
+	subs      chan struct{} // a slot per open Subscribe stream
+	consumers Consumers
 }
 
 var _ pb.GatewayServer = (*Server)(nil)
@@ -42,7 +53,7 @@ func New(hub *bridge.Hub, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Server{hub: hub, log: opts.Logger, subs: make(chan struct{}, opts.MaxSubscribers)}
+	return &Server{hub: hub, log: opts.Logger, subs: make(chan struct{}, opts.MaxSubscribers), consumers: opts.Consumers}
 }
 
 // Register adds the service to a gRPC server.
@@ -64,9 +75,6 @@ const sendBatch = 256
 // subscriber falls too far behind (RESOURCE_EXHAUSTED), or the gateway stops
 // (UNAVAILABLE).
 func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamingServer[pb.Message]) error {
-	if req.GetConsumer() != "" {
-		return status.Error(codes.Unimplemented, "durable consumers need the durable log, which this build does not have yet; subscribe without consumer and resume with after_sequence")
-	}
 	f := bridge.Filter{Devices: req.GetDevices(), Points: req.GetPoints(), Labels: req.GetLabels()}
 	for _, p := range req.GetProtocols() {
 		f.Protocols = append(f.Protocols, bridge.Protocol(p))
@@ -83,6 +91,17 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 		}
 	case *pb.SubscribeRequest_AfterSequence:
 		opts.Start, opts.After = bridge.StartAfter, st.AfterSequence
+	}
+	if name := req.GetConsumer(); name != "" {
+		if s.consumers == nil {
+			return status.Error(codes.FailedPrecondition, "durable consumers need the durable log: set gateway.data_dir")
+		}
+		if err := s.consumers.CheckConsumer(name); err != nil {
+			return status.Errorf(codes.InvalidArgument, "consumer: %v", err)
+		}
+		if pos, ok := s.consumers.Position(name); ok {
+			opts.Start, opts.After = bridge.StartAfter, pos
+		}
 	}
 	select {
 	case s.subs <- struct{}{}:
@@ -131,6 +150,24 @@ func (s *Server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResp
 		return nil, hubStatus(err)
 	}
 	return &pb.WriteResponse{Device: req.GetDevice(), Point: req.GetPoint(), RequestId: req.GetRequestId()}, nil
+}
+
+// Ack stores a durable consumer's position.
+func (s *Server) Ack(ctx context.Context, req *pb.AckRequest) (*pb.AckResponse, error) {
+	if s.consumers == nil {
+		return nil, status.Error(codes.FailedPrecondition, "durable consumers need the durable log: set gateway.data_dir")
+	}
+	if err := s.consumers.CheckConsumer(req.GetConsumer()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "consumer: %v", err)
+	}
+	if last := s.hub.LastSequence(); req.GetSequence() > last {
+		return nil, status.Errorf(codes.InvalidArgument, "sequence %d is after the last one assigned, %d", req.GetSequence(), last)
+	}
+	if err := s.consumers.Ack(req.GetConsumer(), req.GetSequence()); err != nil {
+		return nil, status.Error(codes.ResourceExhausted, err.Error())
+	}
+	pos, _ := s.consumers.Position(req.GetConsumer())
+	return &pb.AckResponse{Sequence: pos}, nil
 }
 
 // maxReadPoints bounds one Read request.
@@ -207,6 +244,8 @@ func hubStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, bridge.ErrInvalidMessage):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, bridge.ErrDataLoss):
+		return status.Error(codes.DataLoss, err.Error())
 	}
 	return status.Error(codes.Unavailable, err.Error())
 }

@@ -235,13 +235,16 @@ func TestSubscriberLimitAndConsumer(t *testing.T) {
 	if _, err := second.Recv(); status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("second subscriber: %v, want RESOURCE_EXHAUSTED", err)
 	}
-	// Durable consumers arrive with the durable log; until then the refusal is clear.
+	// Durable consumers need the durable log; without it the refusal is clear.
 	durable, err := f.client.Subscribe(ctx, &pb.SubscribeRequest{Consumer: "billing"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := durable.Recv(); status.Code(err) != codes.Unimplemented {
-		t.Errorf("consumer: %v, want UNIMPLEMENTED", err)
+	if _, err := durable.Recv(); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("consumer: %v, want FAILED_PRECONDITION", err)
+	}
+	if _, err := f.client.Ack(ctx, &pb.AckRequest{Consumer: "billing", Sequence: 1}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("Ack: %v, want FAILED_PRECONDITION", err)
 	}
 }
 

@@ -273,7 +273,7 @@ func (j *Journal) Append(msgs []*bridge.Message) error {
 			}
 			j.reserved = next
 		}
-		seg := j.activeLocked()
+		seg := j.activeLocked(m.Sequence)
 		if seg.size >= j.opts.SegmentBytes && seg.last >= seg.first {
 			seg = j.newSegmentLocked(m.Sequence)
 		}
@@ -314,11 +314,11 @@ func (j *Journal) Append(msgs []*bridge.Message) error {
 
 // activeLocked is the segment appends go to. Segments found at Open are never
 // appended to: the first append after Open starts a new one.
-func (j *Journal) activeLocked() *segment {
+func (j *Journal) activeLocked(next uint64) *segment {
 	if n := len(j.segs); n > 0 && !j.segs[n-1].sealed {
 		return j.segs[n-1]
 	}
-	return j.newSegmentLocked(j.last + 1)
+	return j.newSegmentLocked(next)
 }
 
 // newSegmentLocked adds a segment that the committer creates on its first write.

@@ -188,7 +188,7 @@ func corruptTest(t *testing.T, damage func(path string, size int64)) (kept uint6
 	// The journal goes on after the cut.
 	next := j.NextSequence()
 	appendN(t, j, next, 5)
-	if all := readAll(t, j, 1); all[len(all)-1].Sequence != next+4 {
+	if all := readAll(t, j, j.First()); all[len(all)-1].Sequence != next+4 {
 		t.Fatalf("append after recovery: last = %d", all[len(all)-1].Sequence)
 	}
 	return uint64(len(got))

@@ -146,6 +146,14 @@ func (c *consumers) close() error {
 	return c.save()
 }
 
+// CheckConsumer says whether name may be a durable consumer's.
+func (j *Journal) CheckConsumer(name string) error {
+	if !consumerName.MatchString(name) {
+		return ErrBadConsumer
+	}
+	return nil
+}
+
 // Position returns a durable consumer's acknowledged sequence, and whether it exists.
 func (j *Journal) Position(name string) (uint64, bool) {
 	c := j.consumers
@@ -158,8 +166,8 @@ func (j *Journal) Position(name string) (uint64, bool) {
 // Ack records that a durable consumer has everything up to seq. Positions only
 // move forward. A new name is created.
 func (j *Journal) Ack(name string, seq uint64) error {
-	if !consumerName.MatchString(name) {
-		return ErrBadConsumer
+	if err := j.CheckConsumer(name); err != nil {
+		return err
 	}
 	c := j.consumers
 	c.mu.Lock()

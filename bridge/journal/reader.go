@@ -93,6 +93,9 @@ func (r *Reader) locate(from uint64) (*segment, int64, int64, error) {
 	}
 	seg := j.segs[i]
 	limit := seg.written.Load()
+	if limit <= int64(len(segMagic)) {
+		return nil, 0, 0, nil // the committer has not written its first record yet
+	}
 	if r.seg == seg && r.next != 0 && r.next <= from && r.off <= limit {
 		return seg, r.off, limit, nil
 	}

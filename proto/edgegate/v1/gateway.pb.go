@@ -586,7 +586,10 @@ type SubscribeRequest struct {
 	//	*SubscribeRequest_FromEarliest
 	//	*SubscribeRequest_AfterSequence
 	Start isSubscribeRequest_Start `protobuf_oneof:"start"`
-	// Durable consumer: the gateway keeps its acknowledged position.
+	// Durable consumer: the gateway keeps its acknowledged position (see Ack). When
+	// the consumer has a position, the stream continues after it and `start` is
+	// ignored; a new consumer starts where `start` says. Names are 1 to 128 letters,
+	// digits, '.', '_' or '-'.
 	Consumer      string `protobuf:"bytes,7,opt,name=consumer,proto3" json:"consumer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -700,6 +703,103 @@ func (*SubscribeRequest_FromEarliest) isSubscribeRequest_Start() {}
 
 func (*SubscribeRequest_AfterSequence) isSubscribeRequest_Start() {}
 
+type AckRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consumer      string                 `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	Sequence      uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRequest) Reset() {
+	*x = AckRequest{}
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRequest) ProtoMessage() {}
+
+func (x *AckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
+func (*AckRequest) Descriptor() ([]byte, []int) {
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AckRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *AckRequest) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+type AckResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer's position after the call (never lower than before).
+	Sequence      uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckResponse) Reset() {
+	*x = AckResponse{}
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckResponse) ProtoMessage() {}
+
+func (x *AckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
+func (*AckResponse) Descriptor() ([]byte, []int) {
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AckResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 type WriteRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Device string                 `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
@@ -714,7 +814,7 @@ type WriteRequest struct {
 
 func (x *WriteRequest) Reset() {
 	*x = WriteRequest{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[3]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +826,7 @@ func (x *WriteRequest) String() string {
 func (*WriteRequest) ProtoMessage() {}
 
 func (x *WriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[3]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +839,7 @@ func (x *WriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRequest.ProtoReflect.Descriptor instead.
 func (*WriteRequest) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{3}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WriteRequest) GetDevice() string {
@@ -786,7 +886,7 @@ type WriteResponse struct {
 
 func (x *WriteResponse) Reset() {
 	*x = WriteResponse{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[4]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +898,7 @@ func (x *WriteResponse) String() string {
 func (*WriteResponse) ProtoMessage() {}
 
 func (x *WriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[4]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +911,7 @@ func (x *WriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
 func (*WriteResponse) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{4}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WriteResponse) GetDevice() string {
@@ -859,7 +959,7 @@ type PointRef struct {
 
 func (x *PointRef) Reset() {
 	*x = PointRef{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[5]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +971,7 @@ func (x *PointRef) String() string {
 func (*PointRef) ProtoMessage() {}
 
 func (x *PointRef) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[5]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +984,7 @@ func (x *PointRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PointRef.ProtoReflect.Descriptor instead.
 func (*PointRef) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{5}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PointRef) GetDevice() string {
@@ -912,7 +1012,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[6]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1024,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[6]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1037,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{6}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReadRequest) GetPoints() []*PointRef {
@@ -963,7 +1063,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[7]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1075,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[7]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1088,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{7}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadResponse) GetMessages() []*Message {
@@ -1010,7 +1110,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[8]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1122,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[8]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1135,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{8}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListDevicesRequest) GetDevices() []string {
@@ -1075,7 +1175,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[9]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1187,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[9]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1200,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{9}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Device) GetId() string {
@@ -1182,7 +1282,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[10]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1294,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[10]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1307,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{10}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1261,7 +1361,13 @@ const file_edgegate_v1_gateway_proto_rawDesc = "" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
-	"\x05start\"\x85\x01\n" +
+	"\x05start\"D\n" +
+	"\n" +
+	"AckRequest\x12\x1a\n" +
+	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\")\n" +
+	"\vAckResponse\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\x85\x01\n" +
 	"\fWriteRequest\x12\x16\n" +
 	"\x06device\x18\x01 \x01(\tR\x06device\x12\x14\n" +
 	"\x05point\x18\x02 \x01(\tR\x05point\x12(\n" +
@@ -1328,12 +1434,13 @@ const file_edgegate_v1_gateway_proto_rawDesc = "" +
 	"\n" +
 	"ReadSource\x12\x15\n" +
 	"\x11READ_SOURCE_CACHE\x10\x00\x12\x16\n" +
-	"\x12READ_SOURCE_DEVICE\x10\x012\x9c\x02\n" +
+	"\x12READ_SOURCE_DEVICE\x10\x012\xd6\x02\n" +
 	"\aGateway\x12B\n" +
 	"\tSubscribe\x12\x1d.edgegate.v1.SubscribeRequest\x1a\x14.edgegate.v1.Message0\x01\x12>\n" +
 	"\x05Write\x12\x19.edgegate.v1.WriteRequest\x1a\x1a.edgegate.v1.WriteResponse\x12;\n" +
 	"\x04Read\x12\x18.edgegate.v1.ReadRequest\x1a\x19.edgegate.v1.ReadResponse\x12P\n" +
-	"\vListDevices\x12\x1f.edgegate.v1.ListDevicesRequest\x1a .edgegate.v1.ListDevicesResponseB;Z9github.com/edgegate/edgegate/proto/edgegate/v1;edgegatev1b\x06proto3"
+	"\vListDevices\x12\x1f.edgegate.v1.ListDevicesRequest\x1a .edgegate.v1.ListDevicesResponse\x128\n" +
+	"\x03Ack\x12\x17.edgegate.v1.AckRequest\x1a\x18.edgegate.v1.AckResponseB;Z9github.com/edgegate/edgegate/proto/edgegate/v1;edgegatev1b\x06proto3"
 
 var (
 	file_edgegate_v1_gateway_proto_rawDescOnce sync.Once
@@ -1348,7 +1455,7 @@ func file_edgegate_v1_gateway_proto_rawDescGZIP() []byte {
 }
 
 var file_edgegate_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_edgegate_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_edgegate_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_edgegate_v1_gateway_proto_goTypes = []any{
 	(Protocol)(0),                 // 0: edgegate.v1.Protocol
 	(Quality)(0),                  // 1: edgegate.v1.Quality
@@ -1358,48 +1465,52 @@ var file_edgegate_v1_gateway_proto_goTypes = []any{
 	(*Value)(nil),                 // 5: edgegate.v1.Value
 	(*Message)(nil),               // 6: edgegate.v1.Message
 	(*SubscribeRequest)(nil),      // 7: edgegate.v1.SubscribeRequest
-	(*WriteRequest)(nil),          // 8: edgegate.v1.WriteRequest
-	(*WriteResponse)(nil),         // 9: edgegate.v1.WriteResponse
-	(*PointRef)(nil),              // 10: edgegate.v1.PointRef
-	(*ReadRequest)(nil),           // 11: edgegate.v1.ReadRequest
-	(*ReadResponse)(nil),          // 12: edgegate.v1.ReadResponse
-	(*ListDevicesRequest)(nil),    // 13: edgegate.v1.ListDevicesRequest
-	(*Device)(nil),                // 14: edgegate.v1.Device
-	(*ListDevicesResponse)(nil),   // 15: edgegate.v1.ListDevicesResponse
-	nil,                           // 16: edgegate.v1.Message.LabelsEntry
-	nil,                           // 17: edgegate.v1.SubscribeRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*AckRequest)(nil),            // 8: edgegate.v1.AckRequest
+	(*AckResponse)(nil),           // 9: edgegate.v1.AckResponse
+	(*WriteRequest)(nil),          // 10: edgegate.v1.WriteRequest
+	(*WriteResponse)(nil),         // 11: edgegate.v1.WriteResponse
+	(*PointRef)(nil),              // 12: edgegate.v1.PointRef
+	(*ReadRequest)(nil),           // 13: edgegate.v1.ReadRequest
+	(*ReadResponse)(nil),          // 14: edgegate.v1.ReadResponse
+	(*ListDevicesRequest)(nil),    // 15: edgegate.v1.ListDevicesRequest
+	(*Device)(nil),                // 16: edgegate.v1.Device
+	(*ListDevicesResponse)(nil),   // 17: edgegate.v1.ListDevicesResponse
+	nil,                           // 18: edgegate.v1.Message.LabelsEntry
+	nil,                           // 19: edgegate.v1.SubscribeRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
 }
 var file_edgegate_v1_gateway_proto_depIdxs = []int32{
 	0,  // 0: edgegate.v1.Message.protocol:type_name -> edgegate.v1.Protocol
 	5,  // 1: edgegate.v1.Message.value:type_name -> edgegate.v1.Value
 	1,  // 2: edgegate.v1.Message.quality:type_name -> edgegate.v1.Quality
-	18, // 3: edgegate.v1.Message.source_time:type_name -> google.protobuf.Timestamp
-	18, // 4: edgegate.v1.Message.gateway_time:type_name -> google.protobuf.Timestamp
-	16, // 5: edgegate.v1.Message.labels:type_name -> edgegate.v1.Message.LabelsEntry
+	20, // 3: edgegate.v1.Message.source_time:type_name -> google.protobuf.Timestamp
+	20, // 4: edgegate.v1.Message.gateway_time:type_name -> google.protobuf.Timestamp
+	18, // 5: edgegate.v1.Message.labels:type_name -> edgegate.v1.Message.LabelsEntry
 	2,  // 6: edgegate.v1.Message.priority:type_name -> edgegate.v1.Priority
 	0,  // 7: edgegate.v1.SubscribeRequest.protocols:type_name -> edgegate.v1.Protocol
-	17, // 8: edgegate.v1.SubscribeRequest.labels:type_name -> edgegate.v1.SubscribeRequest.LabelsEntry
+	19, // 8: edgegate.v1.SubscribeRequest.labels:type_name -> edgegate.v1.SubscribeRequest.LabelsEntry
 	5,  // 9: edgegate.v1.WriteRequest.value:type_name -> edgegate.v1.Value
-	10, // 10: edgegate.v1.ReadRequest.points:type_name -> edgegate.v1.PointRef
+	12, // 10: edgegate.v1.ReadRequest.points:type_name -> edgegate.v1.PointRef
 	4,  // 11: edgegate.v1.ReadRequest.source:type_name -> edgegate.v1.ReadSource
 	6,  // 12: edgegate.v1.ReadResponse.messages:type_name -> edgegate.v1.Message
 	0,  // 13: edgegate.v1.ListDevicesRequest.protocols:type_name -> edgegate.v1.Protocol
 	0,  // 14: edgegate.v1.Device.protocol:type_name -> edgegate.v1.Protocol
 	3,  // 15: edgegate.v1.Device.state:type_name -> edgegate.v1.DeviceState
-	18, // 16: edgegate.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	18, // 17: edgegate.v1.Device.state_since:type_name -> google.protobuf.Timestamp
-	14, // 18: edgegate.v1.ListDevicesResponse.devices:type_name -> edgegate.v1.Device
+	20, // 16: edgegate.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	20, // 17: edgegate.v1.Device.state_since:type_name -> google.protobuf.Timestamp
+	16, // 18: edgegate.v1.ListDevicesResponse.devices:type_name -> edgegate.v1.Device
 	7,  // 19: edgegate.v1.Gateway.Subscribe:input_type -> edgegate.v1.SubscribeRequest
-	8,  // 20: edgegate.v1.Gateway.Write:input_type -> edgegate.v1.WriteRequest
-	11, // 21: edgegate.v1.Gateway.Read:input_type -> edgegate.v1.ReadRequest
-	13, // 22: edgegate.v1.Gateway.ListDevices:input_type -> edgegate.v1.ListDevicesRequest
-	6,  // 23: edgegate.v1.Gateway.Subscribe:output_type -> edgegate.v1.Message
-	9,  // 24: edgegate.v1.Gateway.Write:output_type -> edgegate.v1.WriteResponse
-	12, // 25: edgegate.v1.Gateway.Read:output_type -> edgegate.v1.ReadResponse
-	15, // 26: edgegate.v1.Gateway.ListDevices:output_type -> edgegate.v1.ListDevicesResponse
-	23, // [23:27] is the sub-list for method output_type
-	19, // [19:23] is the sub-list for method input_type
+	10, // 20: edgegate.v1.Gateway.Write:input_type -> edgegate.v1.WriteRequest
+	13, // 21: edgegate.v1.Gateway.Read:input_type -> edgegate.v1.ReadRequest
+	15, // 22: edgegate.v1.Gateway.ListDevices:input_type -> edgegate.v1.ListDevicesRequest
+	8,  // 23: edgegate.v1.Gateway.Ack:input_type -> edgegate.v1.AckRequest
+	6,  // 24: edgegate.v1.Gateway.Subscribe:output_type -> edgegate.v1.Message
+	11, // 25: edgegate.v1.Gateway.Write:output_type -> edgegate.v1.WriteResponse
+	14, // 26: edgegate.v1.Gateway.Read:output_type -> edgegate.v1.ReadResponse
+	17, // 27: edgegate.v1.Gateway.ListDevices:output_type -> edgegate.v1.ListDevicesResponse
+	9,  // 28: edgegate.v1.Gateway.Ack:output_type -> edgegate.v1.AckResponse
+	24, // [24:29] is the sub-list for method output_type
+	19, // [19:24] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -1428,7 +1539,7 @@ func file_edgegate_v1_gateway_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgegate_v1_gateway_proto_rawDesc), len(file_edgegate_v1_gateway_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

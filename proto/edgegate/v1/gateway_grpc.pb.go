@@ -28,6 +28,7 @@ const (
 	Gateway_Write_FullMethodName       = "/edgegate.v1.Gateway/Write"
 	Gateway_Read_FullMethodName        = "/edgegate.v1.Gateway/Read"
 	Gateway_ListDevices_FullMethodName = "/edgegate.v1.Gateway/ListDevices"
+	Gateway_Ack_FullMethodName         = "/edgegate.v1.Gateway/Ack"
 )
 
 // GatewayClient is the client API for Gateway service.
@@ -47,6 +48,11 @@ type GatewayClient interface {
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
 	// ListDevices returns the devices the gateway knows, with their state and counts.
 	ListDevices(ctx context.Context, in *ListDevicesRequest, opts ...grpc.CallOption) (*ListDevicesResponse, error)
+	// Ack records a durable consumer's progress: it has every message up to and
+	// including sequence. After a disconnect or a gateway restart, a Subscribe with
+	// the same consumer continues after its last acknowledgement. Positions only move
+	// forward. Needs the durable log (gateway.data_dir); FAILED_PRECONDITION without.
+	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
 }
 
 type gatewayClient struct {
@@ -106,6 +112,16 @@ func (c *gatewayClient) ListDevices(ctx context.Context, in *ListDevicesRequest,
 	return out, nil
 }
 
+func (c *gatewayClient) Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckResponse)
+	err := c.cc.Invoke(ctx, Gateway_Ack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GatewayServer is the server API for Gateway service.
 // All implementations must embed UnimplementedGatewayServer
 // for forward compatibility.
@@ -123,6 +139,11 @@ type GatewayServer interface {
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
 	// ListDevices returns the devices the gateway knows, with their state and counts.
 	ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error)
+	// Ack records a durable consumer's progress: it has every message up to and
+	// including sequence. After a disconnect or a gateway restart, a Subscribe with
+	// the same consumer continues after its last acknowledgement. Positions only move
+	// forward. Needs the durable log (gateway.data_dir); FAILED_PRECONDITION without.
+	Ack(context.Context, *AckRequest) (*AckResponse, error)
 	mustEmbedUnimplementedGatewayServer()
 }
 
@@ -144,6 +165,9 @@ func (UnimplementedGatewayServer) Read(context.Context, *ReadRequest) (*ReadResp
 }
 func (UnimplementedGatewayServer) ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListDevices not implemented")
+}
+func (UnimplementedGatewayServer) Ack(context.Context, *AckRequest) (*AckResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Ack not implemented")
 }
 func (UnimplementedGatewayServer) mustEmbedUnimplementedGatewayServer() {}
 func (UnimplementedGatewayServer) testEmbeddedByValue()                 {}
@@ -231,6 +255,24 @@ func _Gateway_ListDevices_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Gateway_Ack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServer).Ack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gateway_Ack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServer).Ack(ctx, req.(*AckRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Gateway_ServiceDesc is the grpc.ServiceDesc for Gateway service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -249,6 +291,10 @@ var Gateway_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListDevices",
 			Handler:    _Gateway_ListDevices_Handler,
+		},
+		{
+			MethodName: "Ack",
+			Handler:    _Gateway_Ack_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
