@@ -192,7 +192,6 @@ func (l *line) nextDue() *device {
 func (l *line) poll(ctx context.Context, d *device) {
 	now := time.Now()
 	l.a.metrics.jitter.Observe(now.Sub(d.due).Seconds())
-	d.m.polls.Inc()
 	// The next poll is a whole interval after this one was due, not after it ran:
 	// polls do not drift. One that could not run in its slot is skipped.
 	d.due = d.due.Add(d.interval)
@@ -201,6 +200,8 @@ func (l *line) poll(ctx context.Context, d *device) {
 	}
 	err := l.pollBlocks(ctx, d, now)
 	switch c := classify(err); {
+	case c == classNone:
+		d.m.polls.Inc()
 	case c == classCanceled || ctx.Err() != nil:
 	case c == classReconnect && l.ep.rtu() && !errors.Is(err, errIO):
 		// One unit that does not answer on a serial line does not make the line

@@ -16,7 +16,7 @@ func newMetrics() *metrics {
 	dl := []string{"device"}
 	return &metrics{
 		polls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgegate_modbus_polls_total", Help: "Polls of a device (each one or more read requests).",
+			Name: "edgegate_modbus_polls_total", Help: "Polls of a device that ran to the end (each one or more read requests), whatever the device answered.",
 		}, dl),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgegate_modbus_polls_skipped_total", Help: "Polls that could not run in their slot (the line was busy or down) and were skipped.",
