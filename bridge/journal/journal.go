@@ -152,7 +152,10 @@ type Journal struct {
 
 	written atomic.Uint64 // last sequence in a file (maybe not yet synced)
 	durable atomic.Uint64 // last sequence synced (or written, for SyncNone)
-	cond    *sync.Cond    // on mu: broadcast when durable or written moves
+	// moved is closed (and replaced) whenever durable moves, the journal fails or it
+	// closes: waiters sleep on it without taking mu, so a commit that satisfies a
+	// thousand waiters does not make them queue for a lock.
+	moved atomic.Pointer[chan struct{}]
 
 	kick chan struct{}
 	stop chan struct{}
@@ -172,7 +175,8 @@ func Open(dir string, opts Options) (*Journal, error) {
 	}
 	j := &Journal{dir: dir, opts: opts, log: opts.Logger, kick: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
-	j.cond = sync.NewCond(&j.mu)
+	ch := make(chan struct{})
+	j.moved.Store(&ch)
 	if err := j.recover(); err != nil {
 		j.closeFiles()
 		return nil, err
@@ -333,30 +337,36 @@ func segName(first uint64) string { return fmt.Sprintf("%020d.seg", first) }
 // WaitDurable returns when the message with sequence seq is on disk as the sync
 // mode promises, or ctx ends, or the journal failed.
 func (j *Journal) WaitDurable(ctx context.Context, seq uint64) error {
-	if j.durable.Load() >= seq {
-		return nil
-	}
-	stop := context.AfterFunc(ctx, func() {
-		j.mu.Lock()
-		j.cond.Broadcast()
-		j.mu.Unlock()
-	})
-	defer stop()
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for j.durable.Load() < seq {
+	for {
+		// Take the channel before looking: a commit after the look closes it.
+		ch := *j.moved.Load()
+		if j.durable.Load() >= seq {
+			return nil
+		}
 		if p := j.failed.Load(); p != nil {
 			return *p
 		}
-		if j.closed {
+		if j.isClosed() {
 			return ErrClosed
 		}
-		if err := ctx.Err(); err != nil {
-			return err
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		j.cond.Wait()
 	}
-	return nil
+}
+
+func (j *Journal) isClosed() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.closed
+}
+
+// wake tells every waiter that something moved.
+func (j *Journal) wake() {
+	next := make(chan struct{})
+	close(*j.moved.Swap(&next))
 }
 
 // commitLoop is the one writer: it moves appended records to their files and
@@ -431,8 +441,8 @@ func (j *Journal) commit() {
 	} else {
 		j.durable.Store(last)
 	}
-	j.cond.Broadcast()
 	j.mu.Unlock()
+	j.wake()
 	if err == nil {
 		j.retain()
 	}
@@ -517,10 +527,10 @@ func (j *Journal) Close() error {
 		return nil
 	}
 	j.closed = true
-	j.cond.Broadcast()
 	j.mu.Unlock()
 	close(j.stop)
 	<-j.done
+	j.wake()
 	err := j.consumers.close()
 	j.closeFiles()
 	if p := j.failed.Load(); p != nil {

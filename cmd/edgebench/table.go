@@ -8,16 +8,24 @@ import (
 	"unicode/utf8"
 )
 
-// row is one line of the table.
+// row is one line of the table. peerName says what the peer column measured; it is
+// mosquitto unless a row says otherwise.
 type row struct {
 	name, eg, peer, ratio string
+	peerName              string
 }
 
 // printTable writes rows as a Markdown table with aligned columns.
 func printTable(w io.Writer, rows []row) {
-	head := row{name: "measurement", eg: "edgegate", peer: "mosquitto", ratio: "edgegate/mosquitto"}
-	cells := func(r row) []string { return []string{r.name, r.eg, r.peer, r.ratio} }
-	width := make([]int, 4)
+	head := row{name: "measurement", eg: "edgegate", peerName: "peer", peer: "peer's", ratio: "edgegate/peer"}
+	cells := func(r row) []string {
+		pn := r.peerName
+		if pn == "" && r.peer != "" {
+			pn = "mosquitto"
+		}
+		return []string{r.name, r.eg, pn, r.peer, r.ratio}
+	}
+	width := make([]int, 5)
 	for _, r := range append([]row{head}, rows...) {
 		for i, c := range cells(r) {
 			width[i] = max(width[i], utf8.RuneCountInString(c))
@@ -28,7 +36,7 @@ func printTable(w io.Writer, rows []row) {
 		b.WriteString("|")
 		for i, c := range cs {
 			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(c))
-			if i == 0 {
+			if i == 0 || i == 2 {
 				fmt.Fprintf(&b, " %s%s |", c, pad)
 			} else {
 				fmt.Fprintf(&b, " %s%s |", pad, c)
@@ -37,10 +45,10 @@ func printTable(w io.Writer, rows []row) {
 		fmt.Fprintln(w, b.String())
 	}
 	line(cells(head))
-	sep := make([]string, 4)
+	sep := make([]string, 5)
 	for i := range sep {
 		sep[i] = strings.Repeat("-", width[i])
-		if i > 0 {
+		if i > 0 && i != 2 {
 			sep[i] = sep[i][1:] + ":"
 		}
 	}
