@@ -69,6 +69,18 @@ type GRPC struct {
 	MaxSubscribers int `yaml:"max_subscribers"`
 	// MaxConnections bounds concurrent client connections; default 1024.
 	MaxConnections int `yaml:"max_connections"`
+	// SubscriberBudget caps the budget one Subscribe stream may ask for; a stream
+	// that asks for none gets this. Zero rates: no cap.
+	SubscriberBudget Budget `yaml:"subscriber_budget"`
+	// Budget is shared by every Subscribe stream. Zero rates: unlimited.
+	Budget Budget `yaml:"budget"`
+}
+
+// Budget is a token-bucket rate in messages and bytes per second (a burst of one
+// second's worth); zero is unlimited.
+type Budget struct {
+	MessagesPerSecond float64 `yaml:"messages_per_second"`
+	BytesPerSecond    float64 `yaml:"bytes_per_second"`
 }
 
 // HTTP is the `http:` section: health, readiness, metrics and status.
@@ -297,6 +309,11 @@ func (c *Config) validate() Problems {
 		}
 	}
 	add(checkListener("grpc", c.GRPC.Listen, c.GRPC.TLS, c.GRPC.Insecure))
+	for key, b := range map[string]Budget{"subscriber_budget": c.GRPC.SubscriberBudget, "budget": c.GRPC.Budget} {
+		if b.MessagesPerSecond < 0 || b.BytesPerSecond < 0 {
+			add(fmt.Errorf("grpc: %s: rates must not be negative", key))
+		}
+	}
 	if c.HTTP.Listen != "off" {
 		add(checkListener("http", c.HTTP.Listen, c.HTTP.TLS, c.HTTP.Insecure))
 		if strings.HasPrefix(c.HTTP.Listen, "unix:") {

@@ -354,7 +354,13 @@ func (g *Gateway) grpcServer() (*grpc.Server, *health.Server, error) {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	srv := grpc.NewServer(opts...)
-	apiOpts := grpcapi.Options{MaxSubscribers: g.cfg.GRPC.MaxSubscribers, Logger: g.log}
+	apiOpts := grpcapi.Options{
+		MaxSubscribers:   g.cfg.GRPC.MaxSubscribers,
+		Logger:           g.log,
+		Metrics:          g.reg,
+		SubscriberBudget: grpcapi.Budget(g.cfg.GRPC.SubscriberBudget),
+		GatewayBudget:    grpcapi.Budget(g.cfg.GRPC.Budget),
+	}
 	if g.journal != nil {
 		apiOpts.Consumers = g.journal
 	}

@@ -15,6 +15,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Consumers keeps durable consumers' positions (bridge/journal implements it).
@@ -32,6 +35,13 @@ type Options struct {
 	Logger         *slog.Logger
 	// Consumers enables durable consumers; nil without a durable log.
 	Consumers Consumers
+	// SubscriberBudget caps what one stream may ask for (zero: no cap); a stream
+	// that asks for nothing gets the cap.
+	SubscriberBudget Budget
+	// GatewayBudget is shared by every stream (zero: unlimited).
+	GatewayBudget Budget
+	// Metrics registers the stream metrics when not nil.
+	Metrics prometheus.Registerer
 }
 
 // Server implements pb.GatewayServer.
@@ -41,6 +51,10 @@ type Server struct {
 	log       *slog.Logger
 	subs      chan struct{} // a slot per open Subscribe stream
 	consumers Consumers
+	subCap    Budget
+	shared    *bucket
+	shed      *prometheus.CounterVec
+	held      *prometheus.CounterVec
 }
 
 var _ pb.GatewayServer = (*Server)(nil)
@@ -53,7 +67,19 @@ func New(hub *bridge.Hub, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Server{hub: hub, log: opts.Logger, subs: make(chan struct{}, opts.MaxSubscribers), consumers: opts.Consumers}
+	s := &Server{hub: hub, log: opts.Logger, subs: make(chan struct{}, opts.MaxSubscribers), consumers: opts.Consumers,
+		subCap: opts.SubscriberBudget, shared: newBucket(opts.GatewayBudget),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegate_subscriber_shed_total", Help: "Messages a stream dropped because its budget was spent (shed policy drop), by priority.",
+		}, []string{"priority"}),
+		held: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegate_subscriber_held_total", Help: "Messages that waited for a stream's budget, by priority.",
+		}, []string{"priority"}),
+	}
+	if opts.Metrics != nil {
+		opts.Metrics.MustRegister(s.shed, s.held)
+	}
+	return s
 }
 
 // Register adds the service to a gRPC server.
@@ -121,6 +147,12 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 	if err := stream.SendHeader(md); err != nil {
 		return err
 	}
+	want := Budget{MessagesPerSecond: req.GetBudget().GetMessagesPerSecond(), BytesPerSecond: req.GetBudget().GetBytesPerSecond()}
+	if want.MessagesPerSecond < 0 || want.BytesPerSecond < 0 {
+		return status.Error(codes.InvalidArgument, "budget: rates must not be negative")
+	}
+	p := &pacer{own: newBucket(want.capped(s.subCap)), shared: s.shared}
+	drop := req.GetShed() == pb.ShedPolicy_SHED_POLICY_DROP
 	ctx := stream.Context()
 	buf := make([]*bridge.Message, 0, sendBatch)
 	for {
@@ -129,7 +161,26 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 			return hubStatus(err)
 		}
 		for _, m := range batch {
-			if err := stream.Send(ToProto(m)); err != nil {
+			pm := ToProto(m)
+			if p.limited() {
+				size := 0
+				if p.needsSize() {
+					size = proto.Size(pm)
+				}
+				if !p.allow(size) {
+					// Over budget. Shedding the low end keeps the high end on time:
+					// HIGH and CRITICAL wait for tokens, never lost.
+					if drop && m.Priority < bridge.PriorityHigh {
+						s.shed.WithLabelValues(m.Priority.String()).Inc()
+						continue
+					}
+					s.held.WithLabelValues(m.Priority.String()).Inc()
+					if err := p.wait(ctx, size); err != nil {
+						return hubStatus(err)
+					}
+				}
+			}
+			if err := stream.Send(pm); err != nil {
 				return err
 			}
 			m.Delivered()

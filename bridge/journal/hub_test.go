@@ -39,9 +39,7 @@ func drain(t *testing.T, sub *bridge.Subscription, n int) []*bridge.Message {
 		if err != nil {
 			t.Fatalf("after %d: %v", len(all), err)
 		}
-		for _, m := range got {
-			all = append(all, m)
-		}
+		all = append(all, got...)
 	}
 	return all
 }

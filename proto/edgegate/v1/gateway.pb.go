@@ -246,6 +246,56 @@ func (DeviceState) EnumDescriptor() ([]byte, []int) {
 	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{3}
 }
 
+type ShedPolicy int32
+
+const (
+	// LOW and NORMAL messages over budget are dropped and counted, so that HIGH and
+	// CRITICAL ones are not delayed behind them.
+	ShedPolicy_SHED_POLICY_DROP ShedPolicy = 0
+	// Every message waits for the budget, in sequence order: nothing is lost, the
+	// stream falls behind (and is held on disk, with the durable log).
+	ShedPolicy_SHED_POLICY_HOLD ShedPolicy = 1
+)
+
+// Enum value maps for ShedPolicy.
+var (
+	ShedPolicy_name = map[int32]string{
+		0: "SHED_POLICY_DROP",
+		1: "SHED_POLICY_HOLD",
+	}
+	ShedPolicy_value = map[string]int32{
+		"SHED_POLICY_DROP": 0,
+		"SHED_POLICY_HOLD": 1,
+	}
+)
+
+func (x ShedPolicy) Enum() *ShedPolicy {
+	p := new(ShedPolicy)
+	*p = x
+	return p
+}
+
+func (x ShedPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ShedPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_edgegate_v1_gateway_proto_enumTypes[4].Descriptor()
+}
+
+func (ShedPolicy) Type() protoreflect.EnumType {
+	return &file_edgegate_v1_gateway_proto_enumTypes[4]
+}
+
+func (x ShedPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ShedPolicy.Descriptor instead.
+func (ShedPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{4}
+}
+
 type ReadSource int32
 
 const (
@@ -278,11 +328,11 @@ func (x ReadSource) String() string {
 }
 
 func (ReadSource) Descriptor() protoreflect.EnumDescriptor {
-	return file_edgegate_v1_gateway_proto_enumTypes[4].Descriptor()
+	return file_edgegate_v1_gateway_proto_enumTypes[5].Descriptor()
 }
 
 func (ReadSource) Type() protoreflect.EnumType {
-	return &file_edgegate_v1_gateway_proto_enumTypes[4]
+	return &file_edgegate_v1_gateway_proto_enumTypes[5]
 }
 
 func (x ReadSource) Number() protoreflect.EnumNumber {
@@ -291,7 +341,7 @@ func (x ReadSource) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReadSource.Descriptor instead.
 func (ReadSource) EnumDescriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{4}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{5}
 }
 
 type Value struct {
@@ -590,7 +640,13 @@ type SubscribeRequest struct {
 	// the consumer has a position, the stream continues after it and `start` is
 	// ignored; a new consumer starts where `start` says. Names are 1 to 128 letters,
 	// digits, '.', '_' or '-'.
-	Consumer      string `protobuf:"bytes,7,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	Consumer string `protobuf:"bytes,7,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// A bandwidth budget for this stream, capped by the gateway's configuration.
+	// Unset (or zero) fields take the gateway's cap, which may be unlimited.
+	Budget *Budget `protobuf:"bytes,8,opt,name=budget,proto3" json:"budget,omitempty"`
+	// What happens to LOW and NORMAL messages when the budget is spent. HIGH and
+	// CRITICAL messages are never shed: they wait for the budget, in order.
+	Shed          ShedPolicy `protobuf:"varint,9,opt,name=shed,proto3,enum=edgegate.v1.ShedPolicy" json:"shed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -685,6 +741,20 @@ func (x *SubscribeRequest) GetConsumer() string {
 	return ""
 }
 
+func (x *SubscribeRequest) GetBudget() *Budget {
+	if x != nil {
+		return x.Budget
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetShed() ShedPolicy {
+	if x != nil {
+		return x.Shed
+	}
+	return ShedPolicy_SHED_POLICY_DROP
+}
+
 type isSubscribeRequest_Start interface {
 	isSubscribeRequest_Start()
 }
@@ -703,6 +773,59 @@ func (*SubscribeRequest_FromEarliest) isSubscribeRequest_Start() {}
 
 func (*SubscribeRequest_AfterSequence) isSubscribeRequest_Start() {}
 
+// Budget is a token bucket: a sustained rate with a burst of one second's worth.
+type Budget struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	MessagesPerSecond float64                `protobuf:"fixed64,1,opt,name=messages_per_second,json=messagesPerSecond,proto3" json:"messages_per_second,omitempty"`
+	BytesPerSecond    float64                `protobuf:"fixed64,2,opt,name=bytes_per_second,json=bytesPerSecond,proto3" json:"bytes_per_second,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Budget) Reset() {
+	*x = Budget{}
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Budget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Budget) ProtoMessage() {}
+
+func (x *Budget) ProtoReflect() protoreflect.Message {
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Budget.ProtoReflect.Descriptor instead.
+func (*Budget) Descriptor() ([]byte, []int) {
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Budget) GetMessagesPerSecond() float64 {
+	if x != nil {
+		return x.MessagesPerSecond
+	}
+	return 0
+}
+
+func (x *Budget) GetBytesPerSecond() float64 {
+	if x != nil {
+		return x.BytesPerSecond
+	}
+	return 0
+}
+
 type AckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Consumer      string                 `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
@@ -713,7 +836,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[3]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +848,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[3]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +861,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{3}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AckRequest) GetConsumer() string {
@@ -765,7 +888,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[4]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +900,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[4]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +913,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{4}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AckResponse) GetSequence() uint64 {
@@ -814,7 +937,7 @@ type WriteRequest struct {
 
 func (x *WriteRequest) Reset() {
 	*x = WriteRequest{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[5]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +949,7 @@ func (x *WriteRequest) String() string {
 func (*WriteRequest) ProtoMessage() {}
 
 func (x *WriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[5]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +962,7 @@ func (x *WriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRequest.ProtoReflect.Descriptor instead.
 func (*WriteRequest) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{5}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WriteRequest) GetDevice() string {
@@ -886,7 +1009,7 @@ type WriteResponse struct {
 
 func (x *WriteResponse) Reset() {
 	*x = WriteResponse{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[6]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1021,7 @@ func (x *WriteResponse) String() string {
 func (*WriteResponse) ProtoMessage() {}
 
 func (x *WriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[6]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1034,7 @@ func (x *WriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
 func (*WriteResponse) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{6}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WriteResponse) GetDevice() string {
@@ -959,7 +1082,7 @@ type PointRef struct {
 
 func (x *PointRef) Reset() {
 	*x = PointRef{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[7]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1094,7 @@ func (x *PointRef) String() string {
 func (*PointRef) ProtoMessage() {}
 
 func (x *PointRef) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[7]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1107,7 @@ func (x *PointRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PointRef.ProtoReflect.Descriptor instead.
 func (*PointRef) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{7}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PointRef) GetDevice() string {
@@ -1012,7 +1135,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[8]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1147,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[8]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1160,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{8}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadRequest) GetPoints() []*PointRef {
@@ -1063,7 +1186,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[9]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1198,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[9]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1211,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{9}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReadResponse) GetMessages() []*Message {
@@ -1110,7 +1233,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[10]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1245,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[10]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1258,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{10}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListDevicesRequest) GetDevices() []string {
@@ -1175,7 +1298,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[11]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1310,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[11]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1323,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{11}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Device) GetId() string {
@@ -1282,7 +1405,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[12]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1417,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[12]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1430,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{12}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1349,7 +1472,7 @@ const file_edgegate_v1_gateway_proto_rawDesc = "" +
 	"\bpriority\x18\v \x01(\x0e2\x15.edgegate.v1.PriorityR\bpriority\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc6\x03\n" +
 	"\x10SubscribeRequest\x12\x18\n" +
 	"\adevices\x18\x01 \x03(\tR\adevices\x12\x16\n" +
 	"\x06points\x18\x02 \x03(\tR\x06points\x123\n" +
@@ -1357,11 +1480,16 @@ const file_edgegate_v1_gateway_proto_rawDesc = "" +
 	"\x06labels\x18\x04 \x03(\v2).edgegate.v1.SubscribeRequest.LabelsEntryR\x06labels\x12%\n" +
 	"\rfrom_earliest\x18\x05 \x01(\bH\x00R\ffromEarliest\x12'\n" +
 	"\x0eafter_sequence\x18\x06 \x01(\x04H\x00R\rafterSequence\x12\x1a\n" +
-	"\bconsumer\x18\a \x01(\tR\bconsumer\x1a9\n" +
+	"\bconsumer\x18\a \x01(\tR\bconsumer\x12+\n" +
+	"\x06budget\x18\b \x01(\v2\x13.edgegate.v1.BudgetR\x06budget\x12+\n" +
+	"\x04shed\x18\t \x01(\x0e2\x17.edgegate.v1.ShedPolicyR\x04shed\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
-	"\x05start\"D\n" +
+	"\x05start\"b\n" +
+	"\x06Budget\x12.\n" +
+	"\x13messages_per_second\x18\x01 \x01(\x01R\x11messagesPerSecond\x12(\n" +
+	"\x10bytes_per_second\x18\x02 \x01(\x01R\x0ebytesPerSecond\"D\n" +
 	"\n" +
 	"AckRequest\x12\x1a\n" +
 	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x12\x1a\n" +
@@ -1430,7 +1558,11 @@ const file_edgegate_v1_gateway_proto_rawDesc = "" +
 	"\x16DEVICE_STATE_CONNECTED\x10\x01\x12\x1d\n" +
 	"\x19DEVICE_STATE_DISCONNECTED\x10\x02\x12\x16\n" +
 	"\x12DEVICE_STATE_ERROR\x10\x03\x12\x1b\n" +
-	"\x17DEVICE_STATE_CONNECTING\x10\x04*;\n" +
+	"\x17DEVICE_STATE_CONNECTING\x10\x04*8\n" +
+	"\n" +
+	"ShedPolicy\x12\x14\n" +
+	"\x10SHED_POLICY_DROP\x10\x00\x12\x14\n" +
+	"\x10SHED_POLICY_HOLD\x10\x01*;\n" +
 	"\n" +
 	"ReadSource\x12\x15\n" +
 	"\x11READ_SOURCE_CACHE\x10\x00\x12\x16\n" +
@@ -1454,66 +1586,70 @@ func file_edgegate_v1_gateway_proto_rawDescGZIP() []byte {
 	return file_edgegate_v1_gateway_proto_rawDescData
 }
 
-var file_edgegate_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_edgegate_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_edgegate_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_edgegate_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_edgegate_v1_gateway_proto_goTypes = []any{
 	(Protocol)(0),                 // 0: edgegate.v1.Protocol
 	(Quality)(0),                  // 1: edgegate.v1.Quality
 	(Priority)(0),                 // 2: edgegate.v1.Priority
 	(DeviceState)(0),              // 3: edgegate.v1.DeviceState
-	(ReadSource)(0),               // 4: edgegate.v1.ReadSource
-	(*Value)(nil),                 // 5: edgegate.v1.Value
-	(*Message)(nil),               // 6: edgegate.v1.Message
-	(*SubscribeRequest)(nil),      // 7: edgegate.v1.SubscribeRequest
-	(*AckRequest)(nil),            // 8: edgegate.v1.AckRequest
-	(*AckResponse)(nil),           // 9: edgegate.v1.AckResponse
-	(*WriteRequest)(nil),          // 10: edgegate.v1.WriteRequest
-	(*WriteResponse)(nil),         // 11: edgegate.v1.WriteResponse
-	(*PointRef)(nil),              // 12: edgegate.v1.PointRef
-	(*ReadRequest)(nil),           // 13: edgegate.v1.ReadRequest
-	(*ReadResponse)(nil),          // 14: edgegate.v1.ReadResponse
-	(*ListDevicesRequest)(nil),    // 15: edgegate.v1.ListDevicesRequest
-	(*Device)(nil),                // 16: edgegate.v1.Device
-	(*ListDevicesResponse)(nil),   // 17: edgegate.v1.ListDevicesResponse
-	nil,                           // 18: edgegate.v1.Message.LabelsEntry
-	nil,                           // 19: edgegate.v1.SubscribeRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(ShedPolicy)(0),               // 4: edgegate.v1.ShedPolicy
+	(ReadSource)(0),               // 5: edgegate.v1.ReadSource
+	(*Value)(nil),                 // 6: edgegate.v1.Value
+	(*Message)(nil),               // 7: edgegate.v1.Message
+	(*SubscribeRequest)(nil),      // 8: edgegate.v1.SubscribeRequest
+	(*Budget)(nil),                // 9: edgegate.v1.Budget
+	(*AckRequest)(nil),            // 10: edgegate.v1.AckRequest
+	(*AckResponse)(nil),           // 11: edgegate.v1.AckResponse
+	(*WriteRequest)(nil),          // 12: edgegate.v1.WriteRequest
+	(*WriteResponse)(nil),         // 13: edgegate.v1.WriteResponse
+	(*PointRef)(nil),              // 14: edgegate.v1.PointRef
+	(*ReadRequest)(nil),           // 15: edgegate.v1.ReadRequest
+	(*ReadResponse)(nil),          // 16: edgegate.v1.ReadResponse
+	(*ListDevicesRequest)(nil),    // 17: edgegate.v1.ListDevicesRequest
+	(*Device)(nil),                // 18: edgegate.v1.Device
+	(*ListDevicesResponse)(nil),   // 19: edgegate.v1.ListDevicesResponse
+	nil,                           // 20: edgegate.v1.Message.LabelsEntry
+	nil,                           // 21: edgegate.v1.SubscribeRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_edgegate_v1_gateway_proto_depIdxs = []int32{
 	0,  // 0: edgegate.v1.Message.protocol:type_name -> edgegate.v1.Protocol
-	5,  // 1: edgegate.v1.Message.value:type_name -> edgegate.v1.Value
+	6,  // 1: edgegate.v1.Message.value:type_name -> edgegate.v1.Value
 	1,  // 2: edgegate.v1.Message.quality:type_name -> edgegate.v1.Quality
-	20, // 3: edgegate.v1.Message.source_time:type_name -> google.protobuf.Timestamp
-	20, // 4: edgegate.v1.Message.gateway_time:type_name -> google.protobuf.Timestamp
-	18, // 5: edgegate.v1.Message.labels:type_name -> edgegate.v1.Message.LabelsEntry
+	22, // 3: edgegate.v1.Message.source_time:type_name -> google.protobuf.Timestamp
+	22, // 4: edgegate.v1.Message.gateway_time:type_name -> google.protobuf.Timestamp
+	20, // 5: edgegate.v1.Message.labels:type_name -> edgegate.v1.Message.LabelsEntry
 	2,  // 6: edgegate.v1.Message.priority:type_name -> edgegate.v1.Priority
 	0,  // 7: edgegate.v1.SubscribeRequest.protocols:type_name -> edgegate.v1.Protocol
-	19, // 8: edgegate.v1.SubscribeRequest.labels:type_name -> edgegate.v1.SubscribeRequest.LabelsEntry
-	5,  // 9: edgegate.v1.WriteRequest.value:type_name -> edgegate.v1.Value
-	12, // 10: edgegate.v1.ReadRequest.points:type_name -> edgegate.v1.PointRef
-	4,  // 11: edgegate.v1.ReadRequest.source:type_name -> edgegate.v1.ReadSource
-	6,  // 12: edgegate.v1.ReadResponse.messages:type_name -> edgegate.v1.Message
-	0,  // 13: edgegate.v1.ListDevicesRequest.protocols:type_name -> edgegate.v1.Protocol
-	0,  // 14: edgegate.v1.Device.protocol:type_name -> edgegate.v1.Protocol
-	3,  // 15: edgegate.v1.Device.state:type_name -> edgegate.v1.DeviceState
-	20, // 16: edgegate.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	20, // 17: edgegate.v1.Device.state_since:type_name -> google.protobuf.Timestamp
-	16, // 18: edgegate.v1.ListDevicesResponse.devices:type_name -> edgegate.v1.Device
-	7,  // 19: edgegate.v1.Gateway.Subscribe:input_type -> edgegate.v1.SubscribeRequest
-	10, // 20: edgegate.v1.Gateway.Write:input_type -> edgegate.v1.WriteRequest
-	13, // 21: edgegate.v1.Gateway.Read:input_type -> edgegate.v1.ReadRequest
-	15, // 22: edgegate.v1.Gateway.ListDevices:input_type -> edgegate.v1.ListDevicesRequest
-	8,  // 23: edgegate.v1.Gateway.Ack:input_type -> edgegate.v1.AckRequest
-	6,  // 24: edgegate.v1.Gateway.Subscribe:output_type -> edgegate.v1.Message
-	11, // 25: edgegate.v1.Gateway.Write:output_type -> edgegate.v1.WriteResponse
-	14, // 26: edgegate.v1.Gateway.Read:output_type -> edgegate.v1.ReadResponse
-	17, // 27: edgegate.v1.Gateway.ListDevices:output_type -> edgegate.v1.ListDevicesResponse
-	9,  // 28: edgegate.v1.Gateway.Ack:output_type -> edgegate.v1.AckResponse
-	24, // [24:29] is the sub-list for method output_type
-	19, // [19:24] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	21, // 8: edgegate.v1.SubscribeRequest.labels:type_name -> edgegate.v1.SubscribeRequest.LabelsEntry
+	9,  // 9: edgegate.v1.SubscribeRequest.budget:type_name -> edgegate.v1.Budget
+	4,  // 10: edgegate.v1.SubscribeRequest.shed:type_name -> edgegate.v1.ShedPolicy
+	6,  // 11: edgegate.v1.WriteRequest.value:type_name -> edgegate.v1.Value
+	14, // 12: edgegate.v1.ReadRequest.points:type_name -> edgegate.v1.PointRef
+	5,  // 13: edgegate.v1.ReadRequest.source:type_name -> edgegate.v1.ReadSource
+	7,  // 14: edgegate.v1.ReadResponse.messages:type_name -> edgegate.v1.Message
+	0,  // 15: edgegate.v1.ListDevicesRequest.protocols:type_name -> edgegate.v1.Protocol
+	0,  // 16: edgegate.v1.Device.protocol:type_name -> edgegate.v1.Protocol
+	3,  // 17: edgegate.v1.Device.state:type_name -> edgegate.v1.DeviceState
+	22, // 18: edgegate.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	22, // 19: edgegate.v1.Device.state_since:type_name -> google.protobuf.Timestamp
+	18, // 20: edgegate.v1.ListDevicesResponse.devices:type_name -> edgegate.v1.Device
+	8,  // 21: edgegate.v1.Gateway.Subscribe:input_type -> edgegate.v1.SubscribeRequest
+	12, // 22: edgegate.v1.Gateway.Write:input_type -> edgegate.v1.WriteRequest
+	15, // 23: edgegate.v1.Gateway.Read:input_type -> edgegate.v1.ReadRequest
+	17, // 24: edgegate.v1.Gateway.ListDevices:input_type -> edgegate.v1.ListDevicesRequest
+	10, // 25: edgegate.v1.Gateway.Ack:input_type -> edgegate.v1.AckRequest
+	7,  // 26: edgegate.v1.Gateway.Subscribe:output_type -> edgegate.v1.Message
+	13, // 27: edgegate.v1.Gateway.Write:output_type -> edgegate.v1.WriteResponse
+	16, // 28: edgegate.v1.Gateway.Read:output_type -> edgegate.v1.ReadResponse
+	19, // 29: edgegate.v1.Gateway.ListDevices:output_type -> edgegate.v1.ListDevicesResponse
+	11, // 30: edgegate.v1.Gateway.Ack:output_type -> edgegate.v1.AckResponse
+	26, // [26:31] is the sub-list for method output_type
+	21, // [21:26] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_edgegate_v1_gateway_proto_init() }
@@ -1538,8 +1674,8 @@ func file_edgegate_v1_gateway_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgegate_v1_gateway_proto_rawDesc), len(file_edgegate_v1_gateway_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   15,
+			NumEnums:      6,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
