@@ -38,12 +38,6 @@ import (
 // Version is set at build time with -ldflags "-X github.com/edgegate/edgegate/gateway.Version=...".
 var Version = "dev"
 
-type adapter struct {
-	name     string
-	protocol bridge.Protocol
-	impl     protocols.Adapter
-}
-
 // Gateway is one running edgegate.
 type Gateway struct {
 	cfg      *config.Config
@@ -51,7 +45,7 @@ type Gateway struct {
 	reg      *prometheus.Registry
 	hub      *bridge.Hub
 	journal  *journal.Journal // nil without a durable log
-	adapters []adapter
+	adapters adapterSet
 	started  time.Time
 
 	mu       sync.Mutex
@@ -97,30 +91,20 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		journal: jr,
 		readyCh: make(chan struct{}),
 	}
+	g.adapters.g = g
 	names := make([]string, 0, len(cfg.Protocols))
 	for n := range cfg.Protocols {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		pc := cfg.Protocols[n]
-		impl, err := pc.New(protocols.Env{
-			Logger:    log.With("protocol", n),
-			Metrics:   reg,
-			GatewayID: cfg.Gateway.ID,
-			DataDir:   cfg.Gateway.DataDir,
-		})
+		a, err := g.build(n, cfg.Protocols[n])
 		if err != nil {
 			g.closeJournal()
-			return nil, fmt.Errorf("%s: %w", n, err)
+			return nil, err
 		}
-		g.adapters = append(g.adapters, adapter{name: n, protocol: pc.Protocol(), impl: impl})
-		if w, ok := impl.(protocols.Writer); ok {
-			g.hub.SetWriter(pc.Protocol(), w)
-		}
-		if r, ok := impl.(protocols.Reader); ok {
-			g.hub.SetReader(pc.Protocol(), r)
-		}
+		g.adapters.add(a)
+		g.route(a.protocol, a)
 	}
 	return g, nil
 }
@@ -130,10 +114,8 @@ func (g *Gateway) Hub() *bridge.Hub { return g.hub }
 
 // Adapter returns a protocol's adapter, or nil.
 func (g *Gateway) Adapter(name string) protocols.Adapter {
-	for _, a := range g.adapters {
-		if a.name == name {
-			return a.impl
-		}
+	if a := g.adapters.get(name); a != nil {
+		return a.impl
 	}
 	return nil
 }
@@ -216,21 +198,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}()
 	}
 
-	// Adapters, each with its own context so they stop before the hub closes.
-	adCtx, adCancel := context.WithCancel(context.WithoutCancel(ctx))
-	var adWG sync.WaitGroup
-	for _, a := range g.adapters {
-		adWG.Add(1)
-		go func() {
-			defer adWG.Done()
-			err := a.impl.Run(adCtx, g.hub.Ingest(a.protocol))
-			if adCtx.Err() == nil {
-				if err == nil {
-					err = errors.New("stopped unexpectedly")
-				}
-				fail(a.name, err)
-			}
-		}()
+	// Adapters, each with its own context so they stop before the hub closes, and
+	// one at a time when a reload says so.
+	g.adapters.ctx = context.WithoutCancel(ctx)
+	g.adapters.fail = fail
+	for _, a := range g.adapters.all() {
+		g.adapters.start(a)
 	}
 
 	// gRPC last: it serves what the others produce.
@@ -249,7 +222,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for _, a := range g.adapters {
+		for _, a := range g.adapters.all() {
 			r, ok := a.impl.(protocols.Readier)
 			if !ok {
 				continue
@@ -286,8 +259,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		healthSrv.Shutdown()
 	}
 	deadline := g.cfg.Gateway.ShutdownTimeout
-	adCancel()
-	if !waitTimeout(&adWG, deadline) {
+	if !g.adapters.stopAll(deadline) {
 		g.log.Error("adapters did not stop in time", "timeout", deadline)
 	}
 	g.hub.Close()
@@ -403,20 +375,6 @@ func (g *Gateway) closeJournal() {
 	}
 	if err := g.journal.Close(); err != nil {
 		g.log.Error("closing the durable log", "err", err)
-	}
-}
-
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return true
-	case <-time.After(d):
-		return false
 	}
 }
 

@@ -80,7 +80,7 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 		Protocols:    []string{},
 		Devices:      []statusDevice{},
 	}
-	for _, a := range g.adapters {
+	for _, a := range g.adapters.all() {
 		p.Protocols = append(p.Protocols, a.name)
 	}
 	for _, d := range g.hub.Devices(nil) {

@@ -10,6 +10,7 @@ package protocols
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 
@@ -86,3 +87,15 @@ type Readier interface {
 type Listening interface {
 	Addrs() []net.Addr
 }
+
+// Reconfigurer is an adapter that can take a changed config while it runs, touching
+// only what changed: devices added start, devices removed stop, devices changed
+// restart, and every other device and client connection goes on. It returns an error
+// wrapping ErrRestartRequired when the change needs a fresh adapter (new listeners,
+// say); the gateway then restarts this adapter alone.
+type Reconfigurer interface {
+	Reconfigure(ctx context.Context, cfg Config) error
+}
+
+// ErrRestartRequired says a config change cannot be applied in place.
+var ErrRestartRequired = errors.New("the change needs the adapter restarted")

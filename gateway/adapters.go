@@ -1,0 +1,166 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/protocols"
+)
+
+// adapter is one protocol's running adapter.
+type adapter struct {
+	name     string
+	protocol bridge.Protocol
+	cfg      protocols.Config
+	impl     protocols.Adapter
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when Run returned
+	stopping bool          // set before cancel: its end is expected
+}
+
+// adapterSet starts, stops and swaps adapters. Each runs with a context of its own,
+// so that a reload can stop one without touching the others, and all stop before the
+// hub closes.
+type adapterSet struct {
+	g    *Gateway
+	mu   sync.Mutex
+	list []*adapter          // sorted by name
+	ctx  context.Context     // parent of every adapter's context; nil until run
+	fail func(string, error) // reports an adapter that ended by itself
+}
+
+// build makes an adapter from its config, without running it.
+func (g *Gateway) build(name string, pc protocols.Config) (*adapter, error) {
+	impl, err := pc.New(protocols.Env{
+		Logger:    g.log.With("protocol", name),
+		Metrics:   g.reg,
+		GatewayID: g.cfg.Gateway.ID,
+		DataDir:   g.cfg.Gateway.DataDir,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return &adapter{name: name, protocol: pc.Protocol(), cfg: pc, impl: impl}, nil
+}
+
+// sink is what an adapter hands its messages to.
+func (g *Gateway) sink(p bridge.Protocol) protocols.Sink { return g.hub.Ingest(p) }
+
+// route points the hub's writes and reads for a protocol at an adapter, or at
+// nothing when a is nil.
+func (g *Gateway) route(p bridge.Protocol, a *adapter) {
+	var w bridge.Writer
+	var r bridge.Reader
+	if a != nil {
+		w, _ = a.impl.(protocols.Writer)
+		r, _ = a.impl.(protocols.Reader)
+	}
+	g.hub.SetWriter(p, w)
+	g.hub.SetReader(p, r)
+}
+
+func (s *adapterSet) add(a *adapter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.list = append(s.list, a)
+	for i := len(s.list) - 1; i > 0 && s.list[i].name < s.list[i-1].name; i-- {
+		s.list[i], s.list[i-1] = s.list[i-1], s.list[i]
+	}
+}
+
+func (s *adapterSet) remove(a *adapter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, o := range s.list {
+		if o == a {
+			s.list = append(s.list[:i], s.list[i+1:]...)
+			return
+		}
+	}
+}
+
+func (s *adapterSet) get(name string) *adapter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.list {
+		if a.name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+func (s *adapterSet) all() []*adapter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*adapter(nil), s.list...)
+}
+
+// start runs an adapter that is in the set.
+func (s *adapterSet) start(a *adapter) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	a.cancel, a.done = cancel, make(chan struct{})
+	s.g.route(a.protocol, a)
+	go func() {
+		defer close(a.done)
+		err := a.impl.Run(ctx, s.g.sink(a.protocol))
+		s.mu.Lock()
+		expected := a.stopping
+		s.mu.Unlock()
+		if !expected {
+			if err == nil {
+				err = errors.New("stopped unexpectedly")
+			}
+			s.fail(a.name, err)
+		}
+	}()
+}
+
+// stop ends an adapter and waits for it, up to timeout. It reports whether it ended.
+func (s *adapterSet) stop(a *adapter, timeout time.Duration) bool {
+	s.mu.Lock()
+	a.stopping = true
+	s.mu.Unlock()
+	if a.cancel == nil {
+		return true // never started
+	}
+	a.cancel()
+	select {
+	case <-a.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// stopAll stops every adapter at once and waits for all of them, up to timeout.
+func (s *adapterSet) stopAll(timeout time.Duration) bool {
+	list := s.all()
+	s.mu.Lock()
+	for _, a := range list {
+		a.stopping = true
+	}
+	s.mu.Unlock()
+	deadline := time.After(timeout)
+	for _, a := range list {
+		if a.cancel == nil {
+			continue
+		}
+		a.cancel()
+	}
+	for _, a := range list {
+		if a.done == nil {
+			continue
+		}
+		select {
+		case <-a.done:
+		case <-deadline:
+			return false
+		}
+	}
+	return true
+}
