@@ -15,7 +15,7 @@ import (
 
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/protocols"
-	"github.com/edgegate/edgegate/protocols/opcua/internal/uacert"
+	"github.com/edgegate/edgegate/protocols/opcua/uacert"
 	"github.com/edgegate/edgegate/protocols/opcua/opcuasim"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/protocols"
-	"github.com/edgegate/edgegate/protocols/opcua/internal/uacert"
+	"github.com/edgegate/edgegate/protocols/opcua/uacert"
 )
 
 // nodeServer is the node-opcua server of testdata/nodeopcua, run by node.

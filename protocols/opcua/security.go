@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgegate/edgegate/protocols/opcua/internal/uacert"
+	"github.com/edgegate/edgegate/protocols/opcua/uacert"
 )
 
 // ErrUntrusted is wrapped by the refusal of a server certificate that is not in the

@@ -31,7 +31,7 @@ import (
 	"github.com/gopcua/opcua/server"
 	"github.com/gopcua/opcua/ua"
 
-	"github.com/edgegate/edgegate/protocols/opcua/internal/uacert"
+	"github.com/edgegate/edgegate/protocols/opcua/uacert"
 )
 
 // Var is one simulated variable, node id ns=1;s=<Name>.
