@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/edgegate/edgegate/protocols/opcua/uacert"
 	"github.com/edgegate/edgegate/protocols/opcua/opcuasim"
+	"github.com/edgegate/edgegate/protocols/opcua/uacert"
 )
 
 // Bounds of the opcua subcommand's flags.

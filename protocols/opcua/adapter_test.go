@@ -15,8 +15,8 @@ import (
 
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/protocols"
-	"github.com/edgegate/edgegate/protocols/opcua/uacert"
 	"github.com/edgegate/edgegate/protocols/opcua/opcuasim"
+	"github.com/edgegate/edgegate/protocols/opcua/uacert"
 )
 
 // TestDataChanges: notifications arrive as messages with the server's source
