@@ -35,6 +35,21 @@ type Config struct {
 	// Protocols holds each configured protocol's config by name: those with a
 	// section in the file and those named by a device.
 	Protocols map[string]protocols.Config `yaml:"-"`
+	// source holds each protocol's section and devices as canonical YAML, so that a
+	// reload can tell which protocols changed.
+	source map[string]string
+}
+
+// ProtocolSource is a protocol's section and devices, re-encoded canonically: two
+// configs that give a protocol the same source give it the same config.
+func (c *Config) ProtocolSource(name string) string { return c.source[name] }
+
+func (c *Config) addSource(name string, n *yaml.Node) {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		b = []byte(fmt.Sprintf("unencodable: %v", err)) // differs from anything else
+	}
+	c.source[name] += string(b) + "\n---\n"
 }
 
 // Gateway is the `gateway:` section.
@@ -128,7 +143,7 @@ func (p Problems) Error() string {
 // Parse decodes and validates a config. On failure the error is a Problems
 // listing every problem found.
 func Parse(b []byte) (*Config, error) {
-	c := &Config{Protocols: map[string]protocols.Config{}}
+	c := &Config{Protocols: map[string]protocols.Config{}, source: map[string]string{}}
 	var probs Problems
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
@@ -176,6 +191,7 @@ func Parse(b []byte) (*Config, error) {
 			pc := newCfg()
 			err = protocols.DecodeStrict(val, pc)
 			c.Protocols[key] = pc
+			c.addSource(key, val)
 		}
 		if err != nil {
 			probs = append(probs, fmt.Errorf("%s: %w", key, err))
@@ -273,6 +289,7 @@ func (c *Config) decodeDevices(list *yaml.Node) Problems {
 		if err := taker.AddDevice(n); err != nil {
 			probs = append(probs, fmt.Errorf("%s: %w", where, err))
 		}
+		c.addSource(head.Protocol, n)
 	}
 	return probs
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/protocols"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // adapter is one protocol's running adapter.
@@ -17,6 +18,7 @@ type adapter struct {
 	protocol bridge.Protocol
 	cfg      protocols.Config
 	impl     protocols.Adapter
+	metrics  *trackingRegisterer // what it registered, undone when it is replaced
 	cancel   context.CancelFunc
 	done     chan struct{} // closed when Run returned
 	stopping bool          // set before cancel: its end is expected
@@ -35,16 +37,56 @@ type adapterSet struct {
 
 // build makes an adapter from its config, without running it.
 func (g *Gateway) build(name string, pc protocols.Config) (*adapter, error) {
+	tr := &trackingRegisterer{reg: g.reg}
 	impl, err := pc.New(protocols.Env{
 		Logger:    g.log.With("protocol", name),
-		Metrics:   g.reg,
-		GatewayID: g.cfg.Gateway.ID,
-		DataDir:   g.cfg.Gateway.DataDir,
+		Metrics:   tr,
+		GatewayID: g.config().Gateway.ID,
+		DataDir:   g.config().Gateway.DataDir,
 	})
 	if err != nil {
+		tr.unregisterAll()
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return &adapter{name: name, protocol: pc.Protocol(), cfg: pc, impl: impl}, nil
+	return &adapter{name: name, protocol: pc.Protocol(), cfg: pc, impl: impl, metrics: tr}, nil
+}
+
+// trackingRegisterer registers on the gateway's registry and remembers what, so
+// that a replaced adapter's metrics can be taken out before its successor registers
+// the same names.
+type trackingRegisterer struct {
+	reg prometheus.Registerer
+	mu  sync.Mutex
+	cs  []prometheus.Collector
+}
+
+func (t *trackingRegisterer) Register(c prometheus.Collector) error {
+	if err := t.reg.Register(c); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.cs = append(t.cs, c)
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *trackingRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := t.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func (t *trackingRegisterer) Unregister(c prometheus.Collector) bool { return t.reg.Unregister(c) }
+
+func (t *trackingRegisterer) unregisterAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.cs {
+		t.reg.Unregister(c)
+	}
+	t.cs = nil
 }
 
 // sink is what an adapter hands its messages to.

@@ -35,6 +35,9 @@ import (
 	"google.golang.org/grpc/reflection"
 )
 
+// configPollInterval is how often a watched config file is checked for changes.
+const configPollInterval = 2 * time.Second
+
 // Version is set at build time with -ldflags "-X github.com/edgegate/edgegate/gateway.Version=...".
 var Version = "dev"
 
@@ -46,9 +49,14 @@ type Gateway struct {
 	hub      *bridge.Hub
 	journal  *journal.Journal // nil without a durable log
 	adapters adapterSet
-	started  time.Time
+	// reloadMetrics count config reloads.
+	reloadMetrics *reloadMetrics
+	started       time.Time
 
 	mu       sync.Mutex
+	cfgFile  string // watched for changes when set
+	reloadMu sync.Mutex
+	hup      chan struct{}
 	grpcAddr net.Addr
 	httpAddr net.Addr
 	ready    atomic.Bool
@@ -90,7 +98,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		hub:     bridge.NewHub(hc, reg),
 		journal: jr,
 		readyCh: make(chan struct{}),
+		hup:     make(chan struct{}, 1),
 	}
+	g.reloadMetrics = newReloadMetrics(reg)
 	g.adapters.g = g
 	names := make([]string, 0, len(cfg.Protocols))
 	for n := range cfg.Protocols {
@@ -107,6 +117,23 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		g.route(a.protocol, a)
 	}
 	return g, nil
+}
+
+// WatchConfigFile makes Run reload path when it changes (checked every 2 seconds)
+// or when RequestReload is called. Call it before Run.
+func (g *Gateway) WatchConfigFile(path string) { g.cfgFile = path }
+
+// config returns the config in force.
+func (g *Gateway) config() *config.Config {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cfg
+}
+
+func (g *Gateway) setConfig(c *config.Config) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cfg = c
 }
 
 // Hub is the gateway's hub (for tests and embedding).
@@ -139,20 +166,21 @@ func (g *Gateway) HTTPAddr() net.Addr {
 // Run serves until ctx ends or a part fails, then stops everything in reverse order
 // of start. It returns nil after a stop caused by ctx.
 func (g *Gateway) Run(ctx context.Context) error {
+	cfg := g.config() // a reload may replace g.cfg while we run
 	g.started = time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
 	// Bind every listener first, so a port in use fails the start at once.
 	var httpLn net.Listener
-	if g.cfg.HTTP.Listen != "off" {
-		ln, err := listen(g.cfg.HTTP.Listen, 0)
+	if cfg.HTTP.Listen != "off" {
+		ln, err := listen(cfg.HTTP.Listen, 0)
 		if err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
 		httpLn = ln
 	}
-	grpcLn, err := listen(g.cfg.GRPC.Listen, g.cfg.GRPC.MaxConnections)
+	grpcLn, err := listen(cfg.GRPC.Listen, cfg.GRPC.MaxConnections)
 	if err != nil {
 		if httpLn != nil {
 			httpLn.Close()
@@ -206,6 +234,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.adapters.start(a)
 	}
 
+	if g.cfgFile != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.watchConfig(ctx, g.cfgFile, configPollInterval)
+		}()
+	}
+
 	// gRPC last: it serves what the others produce.
 	grpcSrv, healthSrv, err := g.grpcServer()
 	if err != nil {
@@ -239,7 +275,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		g.ready.Store(true)
 		close(g.readyCh)
-		g.log.Info("edgegate ready", "id", g.cfg.Gateway.ID, "grpc", g.GRPCAddr().String(), "http", addrString(g.HTTPAddr()), "version", Version)
+		g.log.Info("edgegate ready", "id", cfg.Gateway.ID, "grpc", g.GRPCAddr().String(), "http", addrString(g.HTTPAddr()), "version", Version)
 	}()
 
 	<-ctx.Done()
@@ -258,7 +294,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if healthSrv != nil {
 		healthSrv.Shutdown()
 	}
-	deadline := g.cfg.Gateway.ShutdownTimeout
+	deadline := cfg.Gateway.ShutdownTimeout
 	if !g.adapters.stopAll(deadline) {
 		g.log.Error("adapters did not stop in time", "timeout", deadline)
 	}
@@ -288,8 +324,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		scancel()
 	}
 	wg.Wait()
-	if strings.HasPrefix(g.cfg.GRPC.Listen, "unix://") {
-		os.Remove(strings.TrimPrefix(g.cfg.GRPC.Listen, "unix://"))
+	if strings.HasPrefix(cfg.GRPC.Listen, "unix://") {
+		os.Remove(strings.TrimPrefix(cfg.GRPC.Listen, "unix://"))
 	}
 	return cause
 }
@@ -318,7 +354,7 @@ func (g *Gateway) grpcServer() (*grpc.Server, *health.Server, error) {
 		// service-wide as well.
 		grpc.MaxConcurrentStreams(1024),
 	}
-	if f := g.cfg.GRPC.TLS; f != nil {
+	if f := g.config().GRPC.TLS; f != nil {
 		tc, err := f.ServerConfig()
 		if err != nil {
 			return nil, nil, err
@@ -327,11 +363,11 @@ func (g *Gateway) grpcServer() (*grpc.Server, *health.Server, error) {
 	}
 	srv := grpc.NewServer(opts...)
 	apiOpts := grpcapi.Options{
-		MaxSubscribers:   g.cfg.GRPC.MaxSubscribers,
+		MaxSubscribers:   g.config().GRPC.MaxSubscribers,
 		Logger:           g.log,
 		Metrics:          g.reg,
-		SubscriberBudget: grpcapi.Budget(g.cfg.GRPC.SubscriberBudget),
-		GatewayBudget:    grpcapi.Budget(g.cfg.GRPC.Budget),
+		SubscriberBudget: grpcapi.Budget(g.config().GRPC.SubscriberBudget),
+		GatewayBudget:    grpcapi.Budget(g.config().GRPC.Budget),
 	}
 	if g.journal != nil {
 		apiOpts.Consumers = g.journal

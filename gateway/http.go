@@ -38,7 +38,7 @@ func (g *Gateway) httpServer() (*http.Server, error) {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 	}
-	if f := g.cfg.HTTP.TLS; f != nil {
+	if f := g.config().HTTP.TLS; f != nil {
 		tc, err := f.ServerConfig()
 		if err != nil {
 			return nil, err
@@ -72,7 +72,7 @@ type statusPage struct {
 
 func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 	p := statusPage{
-		ID:           g.cfg.Gateway.ID,
+		ID:           g.config().Gateway.ID,
 		Version:      Version,
 		Ready:        g.ready.Load(),
 		Uptime:       time.Since(g.started).Round(time.Second).String(),

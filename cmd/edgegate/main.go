@@ -28,7 +28,7 @@ Usage:
   edgegate read [DEVICE POINT]...      print the latest values (all points without arguments)
   edgegate write DEVICE POINT VALUE    write a value to a device's point
   edgegate devices [flags]             list devices and their state
-  edgegate version
+  edgegate version                     print the version and commit (also: edgegate --version)
 
 Client subcommands take --server ADDR (default 127.0.0.1:50051, or unix:///path) and
 the TLS flags --cacert --cert --key. Run 'edgegate COMMAND -h' for a command's flags.
@@ -64,8 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = write(ctx, args[1:], stdout)
 	case "devices":
 		err = devices(ctx, args[1:], stdout)
-	case "version":
-		fmt.Fprintln(stdout, gateway.Version)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, gateway.VersionString())
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -110,6 +110,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	g, err := gateway.New(cfg, log)
 	if err != nil {
 		return err
+	}
+	if *cfgFile != "" {
+		// The file is watched (a ConfigMap update swaps a symlink), and SIGHUP
+		// reloads it at once.
+		g.WatchConfigFile(*cfgFile)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-hup:
+					g.RequestReload()
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
 	}
 	return g.Run(ctx)
 }

@@ -40,11 +40,12 @@ type Adapter struct {
 	lim       *limiter // our lines that clients can cause
 	brokerLim *limiter // mochi's lines, apart so that its chatter cannot starve ours
 	metrics   *metrics
-	topics    *topicMap
-	auth      *authorizer
-	decoder   payload.Decoder
-	devices   map[string]deviceInfo
-	tlsConfs  []*tls.Config // per listener; nil for tcp
+	// live is what a reload can change without touching connections: accounts,
+	// topic patterns, configured devices, payload bounds. Swapped whole.
+	live     atomic.Pointer[live]
+	tlsConfs []*tls.Config // per listener; nil for tcp
+	sinkMu   sync.Mutex
+	sink     protocols.Sink // Run's, for declaring devices a reload adds
 
 	running  atomic.Bool
 	srv      atomic.Pointer[mochi.Server]
@@ -63,6 +64,41 @@ var (
 	_ protocols.Listening = (*Adapter)(nil)
 )
 
+// live is the part of the config that Reconfigure swaps.
+type live struct {
+	cfg     *Config
+	topics  *topicMap
+	auth    *authorizer
+	decoder payload.Decoder
+	devices map[string]deviceInfo
+}
+
+// cur returns the config in force.
+func (a *Adapter) cur() *live { return a.live.Load() }
+
+// newLive compiles the reloadable part of a config.
+func newLive(cfg *Config) (*live, error) {
+	l := &live{
+		cfg:     cfg,
+		auth:    newAuthorizer(cfg),
+		decoder: payload.Decoder{MaxSize: cfg.MaxPacketSize, MaxPoints: cfg.MaxPointsPerMessage},
+		devices: make(map[string]deviceInfo, len(cfg.Devices)),
+	}
+	var err error
+	if l.topics, err = newTopicMap(cfg.Topics); err != nil {
+		return nil, err
+	}
+	for _, d := range cfg.Devices {
+		info := deviceInfo{labels: d.Labels, points: make(map[string]pointInfo, len(d.Points))}
+		for _, p := range d.Points {
+			prio, _ := bridge.ParsePriority(p.Priority)
+			info.points[p.Name] = pointInfo{unit: p.Unit, priority: prio}
+		}
+		l.devices[d.ID] = info
+	}
+	return l, nil
+}
+
 // deviceInfo is what the config says about a device.
 type deviceInfo struct {
 	labels map[string]string
@@ -80,28 +116,18 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Adapter{
-		cfg:     cfg,
-		log:     log.With("protocol", Name),
-		auth:    newAuthorizer(cfg),
-		decoder: payload.Decoder{MaxSize: cfg.MaxPacketSize, MaxPoints: cfg.MaxPointsPerMessage},
-		devices: make(map[string]deviceInfo, len(cfg.Devices)),
-		ready:   make(chan struct{}),
+		cfg:   cfg,
+		log:   log.With("protocol", Name),
+		ready: make(chan struct{}),
 	}
 	a.metrics = newMetrics(&a.srv)
 	a.lim = newLimiter(logRate, logBurst, a.metrics.logsDropped)
 	a.brokerLim = newLimiter(logRate, logBurst, a.metrics.logsDropped)
-	var err error
-	if a.topics, err = newTopicMap(cfg.Topics); err != nil {
+	lv, err := newLive(cfg)
+	if err != nil {
 		return nil, err
 	}
-	for _, d := range cfg.Devices {
-		info := deviceInfo{labels: d.Labels, points: make(map[string]pointInfo, len(d.Points))}
-		for _, p := range d.Points {
-			prio, _ := bridge.ParsePriority(p.Priority)
-			info.points[p.Name] = pointInfo{unit: p.Unit, priority: prio}
-		}
-		a.devices[d.ID] = info
-	}
+	a.live.Store(lv)
 	for i, l := range cfg.Listeners {
 		var tc *tls.Config
 		if l.Type == "tls" {
@@ -119,7 +145,7 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 
 // knownDevice reports a configured device.
 func (a *Adapter) knownDevice(id string) bool {
-	_, ok := a.devices[id]
+	_, ok := a.cur().devices[id]
 	return ok
 }
 
@@ -151,7 +177,7 @@ func (a *Adapter) Run(ctx context.Context, sink protocols.Sink) error {
 			_ = l.Close()
 		}
 	}
-	for _, d := range a.cfg.Devices {
+	for _, d := range a.cur().cfg.Devices {
 		points := make([]string, len(d.Points))
 		for i, p := range d.Points {
 			points[i] = p.Name
@@ -163,6 +189,9 @@ func (a *Adapter) Run(ctx context.Context, sink protocols.Sink) error {
 		sink.State(d.ID, bridge.StateDisconnected, nil)
 	}
 
+	a.sinkMu.Lock()
+	a.sink = sink
+	a.sinkMu.Unlock()
 	srv := a.newServer()
 	a.presence = newPresence(sink)
 	h := &hook{a: a, srv: srv, ctx: ctx, sink: sink}

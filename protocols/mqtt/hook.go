@@ -74,14 +74,14 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	var code packets.Code
 	var reason string
 	v5 := cl.Properties.ProtocolVersion == 5
-	result := h.a.auth.authenticate(h.ctx, pk.Connect.Username, pk.Connect.Password)
+	result := h.a.cur().auth.authenticate(h.ctx, pk.Connect.Username, pk.Connect.Password)
 	switch {
 	case result == authOK && cl.ID == mochi.InlineClientId:
 		code, reason = packets.ErrClientIdentifierNotValid, refusedClientID
 		if !v5 {
 			code = packets.Err3ClientIdentifierNotValid
 		}
-	case result == authOK && pk.Connect.WillFlag && !h.a.auth.allowPublish(pk.Connect.Username, pk.Connect.WillTopic):
+	case result == authOK && pk.Connect.WillFlag && !h.a.cur().auth.allowPublish(pk.Connect.Username, pk.Connect.WillTopic):
 		code, reason = packets.ErrNotAuthorized, refusedWillTopic
 		if !v5 {
 			code = packets.Err3NotAuthorized
@@ -121,10 +121,10 @@ func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	var ok bool
 	action := "publish"
 	if write {
-		ok = h.a.auth.allowPublish(cl.Properties.Username, topic)
+		ok = h.a.cur().auth.allowPublish(cl.Properties.Username, topic)
 	} else {
 		action = "read"
-		ok = h.a.auth.allowRead(cl.Properties.Username, topic)
+		ok = h.a.cur().auth.allowRead(cl.Properties.Username, topic)
 	}
 	if !ok {
 		h.a.metrics.aclDenied.WithLabelValues(action).Inc()
@@ -159,7 +159,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	if pk.FixedHeader.Retain && len(pk.Payload) > 0 {
 		h.limitRetained(&pk)
 	}
-	m := h.a.topics.match(pk.TopicName)
+	m := h.a.cur().topics.match(pk.TopicName)
 	if m.kind == topicNone || m.kind == topicWrite {
 		return pk, nil
 	}
@@ -240,7 +240,7 @@ func (h *hook) OnWill(_ *mochi.Client, will mochi.Will) (mochi.Will, error) {
 // acknowledge (the client is gone), so a refusal is only counted and logged. The
 // will topic was checked against the user's publish list at CONNECT.
 func (h *hook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
-	m := h.a.topics.match(pk.TopicName)
+	m := h.a.cur().topics.match(pk.TopicName)
 	if (m.kind != topicPoint && m.kind != topicObject) || len(pk.Payload) == 0 {
 		return
 	}
@@ -270,7 +270,7 @@ func (h *hook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
 // retained topic beyond it is delivered but not retained. Replacing an existing one
 // is always allowed. The broker's own $SYS topics, retained at start, do not count.
 func (h *hook) limitRetained(pk *packets.Packet) {
-	if int64(h.srv.Topics.Retained.Len()) < int64(h.a.cfg.MaxRetained)+h.sysRetained.Load() {
+	if int64(h.srv.Topics.Retained.Len()) < int64(h.a.cur().cfg.MaxRetained)+h.sysRetained.Load() {
 		return
 	}
 	if _, ok := h.srv.Topics.Retained.Get(pk.TopicName); ok {

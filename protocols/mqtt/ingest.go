@@ -21,6 +21,7 @@ const labelTopic = "topic"
 // returns the result class (resultAccepted, resultInvalid, resultRefused or
 // resultUnavailable) and the cause.
 func (a *Adapter) ingest(ctx context.Context, sink protocols.Sink, m topicMatch, pk packets.Packet) (string, error) {
+	lv := a.cur()
 	if err := payload.ValidName(m.device); err != nil {
 		return resultInvalid, fmt.Errorf("%w: device name in the topic: %w", payload.ErrInvalidPayload, err)
 	}
@@ -30,21 +31,21 @@ func (a *Adapter) ingest(ctx context.Context, sink protocols.Sink, m topicMatch,
 		if err := payload.ValidName(m.point); err != nil {
 			return resultInvalid, fmt.Errorf("%w: point name in the topic: %w", payload.ErrInvalidPayload, err)
 		}
-		r, err := a.decoder.Decode(pk.Payload)
+		r, err := lv.decoder.Decode(pk.Payload)
 		if err != nil {
 			return resultInvalid, fmt.Errorf("point %q: %w", m.point, err)
 		}
 		r.Point = m.point
 		readings = []payload.Reading{r}
 	case topicObject:
-		rs, err := a.decoder.DecodeObject(pk.Payload)
+		rs, err := lv.decoder.DecodeObject(pk.Payload)
 		if err != nil {
 			return resultInvalid, err
 		}
 		readings = rs
 	}
 
-	dev := a.devices[m.device]
+	dev := lv.devices[m.device]
 	labels := make(map[string]string, len(dev.labels)+1)
 	for k, v := range dev.labels {
 		labels[k] = v
