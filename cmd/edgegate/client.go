@@ -99,7 +99,7 @@ func tail(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Var(&labels, "label", "key=value that must match (repeatable)")
 	earliest := fs.Bool("from-earliest", false, "start with every retained message")
 	after := fs.Uint64("after", 0, "resume after this sequence")
-	consumer := fs.String("consumer", "", "durable consumer name")
+	consumer := fs.String("consumer", "", "durable consumer name: go on after what the last tail with this name printed (needs gateway.data_dir)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -131,13 +131,33 @@ func tail(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer cc.Close()
-	stream, err := pb.NewGatewayClient(cc).Subscribe(ctx, req)
+	client := pb.NewGatewayClient(cc)
+	stream, err := client.Subscribe(ctx, req)
 	if err != nil {
 		return err
 	}
+	// A durable consumer acknowledges what it printed, at most every ackEvery and
+	// once more at the end, so that the next tail goes on after it.
+	var printed, acked uint64
+	ack := func() error {
+		if *consumer == "" || printed == acked {
+			return nil
+		}
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+		defer cancel()
+		if _, err := client.Ack(actx, &pb.AckRequest{Consumer: *consumer, Sequence: printed}); err != nil {
+			return fmt.Errorf("ack: %w", err)
+		}
+		acked = printed
+		return nil
+	}
+	lastAck := time.Now()
 	for {
 		m, err := stream.Recv()
 		if err != nil {
+			if ackErr := ack(); ackErr != nil {
+				return ackErr
+			}
 			if ctx.Err() != nil {
 				return nil // interrupted: a normal end for tail
 			}
@@ -146,8 +166,18 @@ func tail(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := printJSON(stdout, m); err != nil {
 			return err
 		}
+		printed = m.GetSequence()
+		if time.Since(lastAck) >= ackEvery {
+			if err := ack(); err != nil {
+				return err
+			}
+			lastAck = time.Now()
+		}
 	}
 }
+
+// ackEvery bounds how often tail acknowledges a durable consumer's progress.
+const ackEvery = 100 * time.Millisecond
 
 func read(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("read", flag.ContinueOnError)

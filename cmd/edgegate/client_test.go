@@ -13,6 +13,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/gateway"
 	"github.com/edgegate/edgegate/protocols"
@@ -141,5 +142,68 @@ mqtt: {listeners: [{type: tcp, address: 127.0.0.1:0}], allow_anonymous: true}
 	code, _, errOut = runCmd(t, "write", "--server", server, "nobody", "price", "2.5")
 	if code != 1 || !strings.Contains(errOut, "NotFound") {
 		t.Errorf("write to unknown device = %d %q", code, errOut)
+	}
+}
+
+// TestTailDurableConsumer: a second tail with the same consumer name goes on after
+// what the first one printed.
+func TestTailDurableConsumer(t *testing.T) {
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+gateway: {data_dir: %s}
+grpc: {listen: 127.0.0.1:0}
+http: {listen: "off"}
+`, t.TempDir())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	gctx, gstop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.Run(gctx) }()
+	defer func() {
+		gstop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	<-g.Ready()
+	in := g.Hub().Ingest(bridge.ProtocolMQTT)
+	publish := func(v int) {
+		if err := in.Publish(ctx, &bridge.Message{Device: "d", Point: "p", Value: bridge.Int(int64(v))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tailUntil := func(want int) []string {
+		out := &lines{got: make(chan struct{}, 1)}
+		tctx, tstop := context.WithCancel(ctx)
+		code := make(chan int, 1)
+		go func() {
+			code <- run(tctx, []string{"tail", "--server", g.GRPCAddr().String(), "--consumer", "kds", "--from-earliest"}, out, io.Discard)
+		}()
+		for strings.Count(out.String(), "\n") < want {
+			select {
+			case <-out.got:
+			case <-ctx.Done():
+				t.Fatalf("tail printed %q", out.String())
+			}
+		}
+		tstop()
+		if c := <-code; c != 0 {
+			t.Fatalf("tail exit %d", c)
+		}
+		return strings.Split(strings.TrimSpace(out.String()), "\n")
+	}
+	publish(1)
+	publish(2)
+	first := tailUntil(2)
+	publish(3)
+	second := tailUntil(1)
+	if len(first) != 2 || len(second) != 1 || !strings.Contains(second[0], `"3"`) {
+		t.Fatalf("first tail %q, second %q: the second must start after the first", first, second)
 	}
 }
