@@ -27,7 +27,11 @@ const (
 	maxItemsTotal      = 1 << 20 // monitored items across all subscriptions
 	maxQueueSize       = 100     // per monitored item
 	minInterval        = 10 * time.Millisecond
-	maxNotifDefault    = 10000 // per publish response when the client asks for 0
+	// maxNotif bounds the notifications of one publish response: gopcua's server
+	// sends a response as one chunk, which a client with the usual 64 KiB receive
+	// buffer refuses (and drops the connection) when it is larger; a notification
+	// of a scalar with both timestamps takes about 30 bytes.
+	maxNotif = 1500
 )
 
 type pubReq struct {
@@ -67,8 +71,10 @@ type subscription struct {
 	ready     map[*item]struct{}
 	seq       uint32
 	idle      uint32 // intervals since the last message sent
+	backlog   bool   // the last response said MoreNotifications
 	starved   uint32 // intervals with something to send and no publish request
 	stop      chan struct{}
+	wake      chan struct{} // a publish request came while notifications wait
 }
 
 type engine struct {
@@ -175,16 +181,17 @@ func (e *engine) createSubscription(sc *uasc.SecureChannel, r ua.Request, reqID 
 	}
 	keep := max(req.RequestedMaxKeepAliveCount, 1)
 	life := max(req.RequestedLifetimeCount, 3*keep)
-	maxNotif := int(req.MaxNotificationsPerPublish)
-	if maxNotif == 0 {
-		maxNotif = maxNotifDefault
+	maxN := int(req.MaxNotificationsPerPublish)
+	if maxN == 0 || maxN > maxNotif {
+		maxN = maxNotif
 	}
 	e.mu.Lock()
 	e.nextSub++
 	s := &subscription{
 		id: e.nextSub, sess: sess, interval: revise(req.RequestedPublishingInterval),
-		keepAlive: keep, lifetime: life, maxNotif: maxNotif, enabled: req.PublishingEnabled,
+		keepAlive: keep, lifetime: life, maxNotif: maxN, enabled: req.PublishingEnabled,
 		items: make(map[uint32]*item), ready: make(map[*item]struct{}), stop: make(chan struct{}),
+		wake: make(chan struct{}, 1),
 	}
 	e.subs[s.id] = s
 	ss := e.sessions[sess]
@@ -233,7 +240,7 @@ func (e *engine) modifySubscription(sc *uasc.SecureChannel, r ua.Request, reqID 
 	s.keepAlive = max(req.RequestedMaxKeepAliveCount, 1)
 	s.lifetime = max(req.RequestedLifetimeCount, 3*s.keepAlive)
 	if req.MaxNotificationsPerPublish > 0 {
-		s.maxNotif = int(req.MaxNotificationsPerPublish)
+		s.maxNotif = min(int(req.MaxNotificationsPerPublish), maxNotif)
 	}
 	return &ua.ModifySubscriptionResponse{
 		ResponseHeader:            header(req.RequestHeader.RequestHandle, ua.StatusOK),
@@ -300,6 +307,16 @@ func (e *engine) publish(sc *uasc.SecureChannel, r ua.Request, reqID uint32) (ua
 	}
 	ss.reqs = append(ss.reqs, &pubReq{sc: sc, reqID: reqID, handle: req.RequestHeader.RequestHandle,
 		deadline: time.Now().Add(timeout), results: results})
+	// A subscription with a backlog answers now rather than at its next interval.
+	for _, s := range e.subs {
+		if s.sess == sess && len(s.ready) > 0 && s.backlog {
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+			break
+		}
+	}
 	return nil, nil // answered by a subscription when it has something to say
 }
 
@@ -681,6 +698,7 @@ func (e *engine) run(s *subscription) {
 		case <-s.stop:
 			return
 		case <-t.C:
+		case <-s.wake:
 		}
 		out, expired := e.tick(s, time.Now())
 		for _, o := range out {
@@ -720,6 +738,7 @@ func (e *engine) tick(s *subscription, now time.Time) (out []outgoing, expired b
 		ss.reqs = ss.reqs[1:]
 		return p
 	}
+	s.backlog = false
 	if s.enabled && len(s.ready) > 0 {
 		for len(s.ready) > 0 {
 			p := pop()
@@ -770,6 +789,7 @@ func (e *engine) dataLocked(s *subscription, p *pubReq, now time.Time) ua.Respon
 		delete(s.ready, it)
 	}
 	e.sent += uint64(len(items))
+	s.backlog = len(s.ready) > 0
 	s.seq++
 	if s.seq == 0 {
 		s.seq = 1
