@@ -3,9 +3,12 @@ package opcua
 import (
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gopcua/opcua/ua"
 	"gopkg.in/yaml.v3"
 
+	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/protocols"
 )
 
@@ -104,5 +107,60 @@ func TestNewNeedsTrustedDirWithoutDataDir(t *testing.T) {
 	_, err := c.New(protocols.Env{})
 	if err == nil || !strings.Contains(err.Error(), `device "d1": security: trusted_dir: required when gateway.data_dir is not set`) {
 		t.Fatalf("New: %v", err)
+	}
+}
+
+// TestGatewayConfig parses a whole config file: the devices reach this package, and
+// every problem names its device and key.
+func TestGatewayConfig(t *testing.T) {
+	good := `
+gateway: {id: g1}
+opcua: {publish_requests: 4}
+devices:
+  - id: line-1
+    protocol: opcua
+    endpoint: opc.tcp://10.0.0.8:4840
+    security: {policy: Basic256Sha256, mode: SignAndEncrypt, trusted_dir: /etc/edgegate/opcua/trusted}
+    points:
+      - {name: temperature, node: "ns=1;s=Line1.Temperature", sampling_interval: 100ms}
+      - {name: setpoint, node: "ns=1;s=Line1.Setpoint", writable: true}
+`
+	c, err := config.Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc := c.Protocols[Name].(*Config)
+	if oc.PublishRequests != 4 || len(oc.Devices) != 1 || len(oc.Devices[0].Points) != 2 {
+		t.Fatalf("config %+v", oc)
+	}
+	bad := `
+devices:
+  - {id: line-1, protocol: opcua, endpoint: "opc.tcp://h:1", security: {policy: Basic128Rsa15}, points: [{name: t, node: "ns=1;s=T"}]}
+  - {id: line-2, protocol: opcua, endpoint: "opc.tcp://h:1", points: [{name: t, node: "ns=1;s=T", sampling_intervall: 1s}]}
+`
+	_, err = config.Parse([]byte(bad))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{`device "line-1": security: policy: Basic128Rsa15`, `device "line-2"`, "sampling_intervall"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not contain %q", err, want)
+		}
+	}
+}
+
+func TestCreateRequest(t *testing.T) {
+	p := &point{cfg: PointConfig{Node: "ns=1;s=X", Deadband: 0.5, QueueSize: 4, SamplingInterval: 250 * time.Millisecond}, index: 2, nodeID: ua.MustParseNodeID("ns=1;s=X")}
+	r := p.createRequest()
+	f, ok := r.RequestedParameters.Filter.Value.(*ua.DataChangeFilter)
+	if !ok || f.DeadbandType != uint32(ua.DeadbandTypeAbsolute) || f.DeadbandValue != 0.5 {
+		t.Errorf("filter %+v", r.RequestedParameters.Filter)
+	}
+	if r.RequestedParameters.ClientHandle != 3 || r.RequestedParameters.QueueSize != 4 || r.RequestedParameters.SamplingInterval != 250 {
+		t.Errorf("parameters %+v", r.RequestedParameters)
+	}
+	p.cfg.Deadband = 0
+	if r := p.createRequest(); r.RequestedParameters.Filter.Value != nil {
+		t.Errorf("no deadband, filter %+v", r.RequestedParameters.Filter)
 	}
 }
