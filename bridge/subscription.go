@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Start says where a subscription begins.
@@ -23,6 +24,8 @@ type SubscribeOptions struct {
 	Match *Matcher // nil matches everything
 	Start Start
 	After uint64 // with StartAfter
+	// Name says who subscribes (a peer address, a consumer name), for status pages.
+	Name string
 }
 
 // Subscription reads the hub's messages in sequence order. It belongs to one
@@ -30,6 +33,8 @@ type SubscribeOptions struct {
 type Subscription struct {
 	hub     *Hub
 	match   *Matcher
+	name    string
+	since   time.Time
 	cursor  atomic.Uint64 // next sequence to read; atomic for the lag metric
 	wake    chan struct{}
 	waiting atomic.Bool
@@ -56,7 +61,7 @@ func (h *Hub) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 		return nil, ErrClosed
 	default:
 	}
-	s := &Subscription{hub: h, match: opts.Match, wake: make(chan struct{}, 1), replaying: opts.Start != StartLive}
+	s := &Subscription{hub: h, match: opts.Match, name: opts.Name, since: h.cfg.Now(), wake: make(chan struct{}, 1), replaying: opts.Start != StartLive}
 	if s.match == nil {
 		s.match = &Matcher{}
 	}

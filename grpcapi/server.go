@@ -109,7 +109,11 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "filter: %v", err)
 	}
-	opts := bridge.SubscribeOptions{Match: match}
+	// The name shows on the status page: who subscribed, and as which consumer.
+	opts := bridge.SubscribeOptions{Match: match, Name: peerAddr(stream.Context())}
+	if c := req.GetConsumer(); c != "" {
+		opts.Name = c + " @ " + opts.Name
+	}
 	switch st := req.GetStart().(type) {
 	case *pb.SubscribeRequest_FromEarliest:
 		if st.FromEarliest {
