@@ -29,6 +29,8 @@ Usage:
   edgegate write DEVICE POINT VALUE    write a value to a device's point
   edgegate devices [flags]             list devices and their state
   edgegate version                     print the version and commit (also: edgegate --version)
+  edgegate certs init --dir DIR --hosts h1,h2 [--client-name NAME]
+                                       write a development CA, server and client certificates
 
 Client subcommands take --server ADDR (default 127.0.0.1:50051, or unix:///path) and
 the TLS flags --cacert --cert --key. Run 'edgegate COMMAND -h' for a command's flags.
@@ -64,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = write(ctx, args[1:], stdout)
 	case "devices":
 		err = devices(ctx, args[1:], stdout)
+	case "certs":
+		err = certs(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, gateway.VersionString())
 	case "-h", "--help", "help":
