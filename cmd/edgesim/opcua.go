@@ -42,8 +42,7 @@ func (o *opcuaOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:4840", "host:port to serve on (port 0: a free one, printed)")
 	fs.IntVar(&o.items, "items", 10, fmt.Sprintf("changing variables ns=1;s=%s1 to %sN, doubles (0 to %d)", opcuaItemsName, opcuaItemsName, maxOPCUAItems))
 	fs.DurationVar(&o.interval, "interval", 100*time.Millisecond, "how often every changing variable changes")
-	fs.StringVar(&o.security, "security", "none", "endpoints: none (None only) or all (None, and Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss with Sign and SignAndEncrypt; "+
-		"they are announced, and a client's trust check sees them, but gopcua v0.8.0's server cannot open a secure channel yet: use None for data)")
+	fs.StringVar(&o.security, "security", "all", "endpoints: all (None, and Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss with Sign and SignAndEncrypt) or none (None only)")
 	fs.StringVar(&o.cert, "cert", "", "server certificate (PEM or DER); generated when absent")
 	fs.StringVar(&o.key, "key", "", "server key (PEM)")
 	fs.UintVar(&o.maxPerCall, "max-items-per-call", 0, "advertise and enforce OperationLimits.MaxMonitoredItemsPerCall (0: none)")

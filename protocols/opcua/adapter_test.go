@@ -154,16 +154,40 @@ func TestSecurity(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(trusted, "server.der"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Trusted now: the next attempt gets past the check. gopcua v0.8.0's server
-	// cannot open a secure channel (it decrypts the OpenSecureChannel request only
-	// when its channel is already secure: gopcua #815, fixed after v0.8.0), so the
-	// session over SignAndEncrypt is tested against node-opcua (TestInterop).
-	waitFor(t, "the trust check passed", func() bool {
-		d := e.device("line-1")
-		return d.LastError != "" && !strings.Contains(d.LastError, "not trusted")
+	before := time.Now()
+	e.until("data over SignAndEncrypt", func(m *bridge.Message) bool {
+		return m.Point == "temperature" && m.Quality == bridge.QualityGood && m.SourceTime.After(before)
 	})
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := e.hub.Write(ctx, "line-1", "setpoint", bridge.Double(1.5)); err != nil {
+		t.Fatalf("write over SignAndEncrypt: %v", err)
+	}
 	if got := counterValue(t, e.a.metrics.connects.WithLabelValues("line-1", "untrusted")); got < 1 {
 		t.Errorf("untrusted connects %v", got)
+	}
+}
+
+// TestSecurityPolicies connects with each other policy and mode, with a user name.
+func TestSecurityPolicies(t *testing.T) {
+	s := sim(t, opcuasim.Options{Security: opcuasim.AllSecurity})
+	trusted := t.TempDir()
+	if err := os.WriteFile(filepath.Join(trusted, "sim.pem"), uacert.EncodeCert(s.CertDER()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, sec := range []SecurityConfig{
+		{Policy: "Basic256Sha256", Mode: "Sign"},
+		{Policy: "Aes128_Sha256_RsaOaep", Mode: "SignAndEncrypt"},
+		{Policy: "Aes256_Sha256_RsaPss", Mode: "SignAndEncrypt"},
+	} {
+		t.Run(sec.Policy+"/"+sec.Mode, func(t *testing.T) {
+			cfg := testConfig(s.Endpoint())
+			sec.TrustedDir = trusted
+			cfg.Devices[0].Security = sec
+			cfg.Devices[0].Username, cfg.Devices[0].Password = "operator", "secret"
+			e := start(t, cfg, protocols.Env{})
+			e.until("a value", isPoint("temperature", bridge.QualityGood))
+		})
 	}
 }
 

@@ -8,8 +8,10 @@
 //
 // Its own Subscription and MonitoredItem services replace gopcua's (see engine.go
 // for why). Clients reach gopcua through a small TCP relay of the simulator's, so
-// that Stop can cut their connections: gopcua's Server.Close closes its listener
-// but not the connections already accepted.
+// that Stop can cut their connections (gopcua's Server.Close closes its listener
+// but not the connections already accepted), and so that secure policies work: the
+// relay decrypts a client's first OpenSecureChannel request, which gopcua v0.8.0's
+// server cannot (see openOPN).
 //
 // It does not validate client certificates or user names: every client is let in.
 package opcuasim
@@ -17,6 +19,8 @@ package opcuasim
 import (
 	"context"
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +34,8 @@ import (
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/server"
 	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uapolicy"
+	"github.com/gopcua/opcua/uasc"
 
 	"github.com/edgegate/edgegate/protocols/opcua/uacert"
 )
@@ -111,6 +117,8 @@ type instance struct {
 	relay  sync.WaitGroup
 	connMu sync.Mutex
 	conns  map[net.Conn]struct{}
+	key    *rsa.PrivateKey
+	log    logger
 }
 
 // New builds a server; Start serves it.
@@ -303,7 +311,7 @@ func (s *Server) Start() error {
 			return fmt.Errorf("opcuasim: starting gopcua's server: %w", err)
 		}
 	}
-	r := &instance{srv: srv, eng: eng, cancel: cfn, ln: ln, conns: make(map[net.Conn]struct{})}
+	r := &instance{srv: srv, eng: eng, cancel: cfn, ln: ln, conns: make(map[net.Conn]struct{}), key: s.key, log: s.log}
 	f := eng.changed
 	s.ns.changed.Store(&f)
 	s.run = r
@@ -446,8 +454,8 @@ func (r *instance) accept(inner string) {
 			return
 		}
 		r.relay.Add(2)
+		go r.upstream(d, c)
 		go r.pipe(c, d)
-		go r.pipe(d, c)
 	}
 }
 
@@ -469,6 +477,121 @@ func (r *instance) track(cs ...net.Conn) bool {
 func (r *instance) pipe(dst, src net.Conn) {
 	defer r.relay.Done()
 	_, _ = io.Copy(dst, src)
+	r.closePair(dst, src)
+}
+
+// upstream relays a client's bytes to gopcua, opening the first OpenSecureChannel
+// request of a secure policy on the way (see openOPN).
+func (r *instance) upstream(dst, src net.Conn) {
+	defer r.relay.Done()
+	defer r.closePair(dst, src)
+	for {
+		chunk, err := readChunk(src)
+		if err != nil {
+			return
+		}
+		if string(chunk[:3]) == "OPN" {
+			if chunk, err = openOPN(chunk, r.key); err != nil {
+				if r.log != nil {
+					r.log.Warn("opcuasim: an OpenSecureChannel request: %v", err)
+				}
+				return
+			}
+		}
+		if _, err := dst.Write(chunk); err != nil {
+			return
+		}
+		if string(chunk[:3]) == "OPN" {
+			// The channel is open: gopcua handles everything after, renewals
+			// included, with the secure channel's own keys.
+			_, _ = io.Copy(dst, src)
+			return
+		}
+	}
+}
+
+// maxChunk bounds a chunk read by the relay (gopcua's default message size).
+const maxChunk = 2 << 20
+
+// readChunk reads one UA TCP message: 8 bytes of type and size, then the rest.
+func readChunk(c net.Conn) ([]byte, error) {
+	hdr := make([]byte, 8)
+	if _, err := io.ReadFull(c, hdr); err != nil {
+		return nil, err
+	}
+	size := binary.LittleEndian.Uint32(hdr[4:])
+	if size < 8 || size > maxChunk {
+		return nil, fmt.Errorf("chunk of %d bytes", size)
+	}
+	b := make([]byte, size)
+	copy(b, hdr)
+	if _, err := io.ReadFull(c, b[8:]); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// openOPN decrypts a client's first OpenSecureChannel request of a secure policy
+// and checks its signature, and returns it as plaintext with the same headers.
+// gopcua v0.8.0's server reads that first request as if it were not encrypted (its
+// channel starts with mode None: gopcua #815, fixed after v0.8.0); once it has read
+// it, the channel has its mode and keys and is secure from the response on. A
+// request of policy None is returned as it came.
+func openOPN(b []byte, serverKey *rsa.PrivateKey) ([]byte, error) {
+	m := new(uasc.MessageChunk)
+	if _, err := m.Decode(b); err != nil {
+		return nil, err
+	}
+	h := m.AsymmetricSecurityHeader
+	if h == nil {
+		return nil, errors.New("no asymmetric security header")
+	}
+	if h.SecurityPolicyURI == ua.SecurityPolicyURINone || h.SecurityPolicyURI == "" {
+		return b, nil
+	}
+	cert, err := x509.ParseCertificate(h.SenderCertificate)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return nil, errors.New("client certificate without an RSA key")
+	}
+	algo, err := uapolicy.Asymmetric(h.SecurityPolicyURI, serverKey, pub)
+	if err != nil {
+		return nil, err
+	}
+	hl := 12 + h.Len()
+	p, err := algo.Decrypt(b[hl:])
+	if err != nil {
+		return nil, fmt.Errorf("decrypting: %w", err)
+	}
+	plain := append(append([]byte(nil), b[:hl]...), p...)
+	sigLen := algo.RemoteSignatureLength()
+	if len(plain) < hl+sigLen+1 {
+		return nil, errors.New("short request")
+	}
+	msg, sig := plain[:len(plain)-sigLen], plain[len(plain)-sigLen:]
+	// The signature covers the header with the encrypted size.
+	signed := append([]byte(nil), msg...)
+	binary.LittleEndian.PutUint32(signed[4:], uint32(len(b)))
+	if err := algo.VerifySignature(signed, sig); err != nil {
+		return nil, fmt.Errorf("signature: %w", err)
+	}
+	pad := int(msg[len(msg)-1])
+	if algo.SignatureLength() > 256 {
+		pad = pad<<8 + int(msg[len(msg)-2]) + 1
+	}
+	pad++
+	if len(msg)-pad < hl {
+		return nil, errors.New("bad padding")
+	}
+	out := msg[:len(msg)-pad]
+	binary.LittleEndian.PutUint32(out[4:], uint32(len(out)))
+	return out, nil
+}
+
+func (r *instance) closePair(dst, src net.Conn) {
 	// Either side gone: both go, so that gopcua and the client see the cut.
 	dst.Close()
 	src.Close()
