@@ -4,6 +4,9 @@ BIN       ?= bin
 PKGS      := ./...
 # The test command CI runs (README): race detector on, every package.
 TESTFLAGS ?= -race -count=1 -timeout 20m
+# The nested module examples/ (Kubernetes manifests, Helm chart): static checks,
+# nothing concurrent, so no race detector; see docs/kubernetes.md.
+EXAMPLESTESTFLAGS ?= -count=1 -timeout 10m
 # The version stamp `edgegate --version` prints (gateway.Version, gateway.Commit).
 VERSION   ?= $(shell git describe --tags --match 'v*' 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -12,7 +15,7 @@ LDFLAGS   := -X github.com/edgegate/edgegate/gateway.Version=$(VERSION) -X githu
 DOCKER    ?= docker
 IMAGE     ?= ghcr.io/edgegate/edgegate:$(VERSION)
 
-.PHONY: all build test lint proto bench demo fuzz clean help image
+.PHONY: all build test lint proto bench demo fuzz clean help image manifests-check
 
 all: lint test build
 
@@ -25,6 +28,7 @@ help:
 	@echo "demo   - the gateway on its embedded default, simulated devices, the live stream"
 	@echo "fuzz   - run every fuzz target for FUZZTIME (default 30s each)"
 	@echo "image  - the container image IMAGE (default $(IMAGE)) with docker build"
+	@echo "manifests-check - Kubernetes manifests and the rendered Helm chart, decoded strictly and cross-checked"
 
 build:
 	@mkdir -p $(BIN)
@@ -33,6 +37,13 @@ build:
 # The README's test command: lint, then every test with the race detector.
 test: lint
 	$(GO) test $(TESTFLAGS) $(PKGS)
+	cd examples && $(GO) test $(EXAMPLESTESTFLAGS) ./...
+
+# Every manifest under examples/kubernetes and the Helm chart (default values and
+# each ci/*-values.yaml) decoded strictly into the Kubernetes API types and
+# cross-checked against the edgegate config each pod mounts. No cluster needed.
+manifests-check:
+	cd examples && $(GO) test $(EXAMPLESTESTFLAGS) ./...
 
 # A static, non-root image on distroless, the version stamped in. docker build needs
 # a Docker engine (BuildKit); podman build works the same with DOCKER=podman.
@@ -44,6 +55,7 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
+	cd examples && $(GO) vet ./... && $$(cd .. && $(GO) tool -n staticcheck) ./...
 
 proto:
 	PATH="$$(dirname $$($(GO) tool -n protoc-gen-go)):$$(dirname $$($(GO) tool -n protoc-gen-go-grpc)):$$PATH" \
