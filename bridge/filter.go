@@ -17,12 +17,17 @@ type Filter struct {
 	Points    []string
 	Protocols []Protocol
 	Labels    map[string]string
+	// Within, when set, is what the subscriber is allowed to see: a device must
+	// also match one of these patterns (authorization intersects the request
+	// with it). Empty: no restriction.
+	Within []string
 }
 
 // Matcher is a compiled Filter. The zero Matcher matches everything.
 type Matcher struct {
 	devices   patterns
 	points    patterns
+	within    patterns
 	protocols uint32 // bit per protocol; 0 matches all
 	labels    map[string]string
 }
@@ -38,6 +43,9 @@ func (f Filter) Compile() (*Matcher, error) {
 	if m.points, err = compilePatterns(f.Points); err != nil {
 		return nil, fmt.Errorf("points: %w", err)
 	}
+	if m.within, err = compilePatterns(f.Within); err != nil {
+		return nil, fmt.Errorf("within: %w", err)
+	}
 	for _, p := range f.Protocols {
 		if _, ok := protocolNames[p]; !ok {
 			return nil, fmt.Errorf("protocols: unknown protocol %d", p)
@@ -52,7 +60,7 @@ func (m *Matcher) Match(msg *Message) bool {
 	if m.protocols != 0 && m.protocols&(1<<uint(msg.Protocol)) == 0 {
 		return false
 	}
-	if !m.devices.match(msg.Device) || !m.points.match(msg.Point) {
+	if !m.devices.match(msg.Device) || !m.points.match(msg.Point) || !m.within.match(msg.Device) {
 		return false
 	}
 	for k, v := range m.labels {
@@ -65,7 +73,7 @@ func (m *Matcher) Match(msg *Message) bool {
 
 // matchesAll reports whether the matcher has no condition at all.
 func (m *Matcher) matchesAll() bool {
-	return m.protocols == 0 && len(m.labels) == 0 && m.devices.all() && m.points.all()
+	return m.protocols == 0 && len(m.labels) == 0 && m.devices.all() && m.points.all() && m.within.all()
 }
 
 // MatchDevice reports whether a device passes the device and protocol parts.
@@ -73,7 +81,7 @@ func (m *Matcher) MatchDevice(id string, p Protocol) bool {
 	if m.protocols != 0 && m.protocols&(1<<uint(p)) == 0 {
 		return false
 	}
-	return m.devices.match(id)
+	return m.devices.match(id) && m.within.match(id)
 }
 
 // patterns is a set of globs; those without a meta character are compared for

@@ -45,6 +45,9 @@ func TestFilterMatch(t *testing.T) {
 		{"label value must match", Filter{Labels: map[string]string{"site": "0043"}}, nil},
 		{"empty label value is not absence", Filter{Labels: map[string]string{"site": ""}}, nil},
 		{"every part must match", Filter{Devices: []string{"boiler-*"}, Protocols: []Protocol{ProtocolMQTT}}, nil},
+		{"within restricts all", Filter{Within: []string{"fryer-*"}}, []*Message{fryer}},
+		{"within intersects devices", Filter{Devices: []string{"*-1*"}, Within: []string{"fryer-*"}}, []*Message{fryer}},
+		{"within outside the request", Filter{Devices: []string{"boiler-1"}, Within: []string{"fryer-*"}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,6 +140,8 @@ func TestMatchDevice(t *testing.T) {
 		// A device has no point or labels: those parts do not apply.
 		{"points ignored", Filter{Points: []string{"nothing"}}, "boiler-1", ProtocolModbus, true},
 		{"labels ignored", Filter{Labels: map[string]string{"a": "b"}}, "boiler-1", ProtocolModbus, true},
+		{"within", Filter{Within: []string{"boiler-*"}}, "boiler-1", ProtocolModbus, true},
+		{"within miss", Filter{Devices: []string{"*"}, Within: []string{"fryer-*"}}, "boiler-1", ProtocolModbus, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -101,7 +101,8 @@ const sendBatch = 256
 // subscriber falls too far behind (RESOURCE_EXHAUSTED), or the gateway stops
 // (UNAVAILABLE).
 func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamingServer[pb.Message]) error {
-	f := bridge.Filter{Devices: req.GetDevices(), Points: req.GetPoints(), Labels: req.GetLabels()}
+	f := bridge.Filter{Devices: req.GetDevices(), Points: req.GetPoints(), Labels: req.GetLabels(),
+		Within: AllowedDevices(stream.Context())} // authorization: what this client may see
 	for _, p := range req.GetProtocols() {
 		f.Protocols = append(f.Protocols, bridge.Protocol(p))
 	}

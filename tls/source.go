@@ -294,6 +294,38 @@ func (s *Source) ServerConfig() *tls.Config {
 	return cfg
 }
 
+// ServerConfigVerifyLater is ServerConfig for a server that checks client
+// certificates itself, after the handshake, to answer in its own protocol: gRPC's
+// interceptors answer UNAUTHENTICATED with the reason, where a refusal inside the
+// TLS 1.3 handshake reaches the client only as a broken connection. With
+// client_ca_file a certificate is requested but neither required nor verified at
+// the handshake: PeerCertificates are NOT to be trusted before VerifyPeer.
+func (s *Source) ServerConfigVerifyLater() *tls.Config {
+	cfg := baseConfig(s.files.MinVersion)
+	cfg.GetCertificate = s.GetCertificate
+	if s.files.ClientCAFile != "" {
+		cfg.ClientAuth = tls.RequestClientCert
+	}
+	return cfg
+}
+
+// ErrNoClientCertificate is VerifyPeer's error for a connection without one.
+var ErrNoClientCertificate = errors.New("no client certificate")
+
+// VerifyPeer checks a connection's client certificate against the current
+// client_ca_file, and returns its identity. A connection without one gets
+// ErrNoClientCertificate; a refused one, an error wrapping ErrClientCertificate
+// that says why.
+func (s *Source) VerifyPeer(cs tls.ConnectionState) (string, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return "", ErrNoClientCertificate
+	}
+	if _, err := s.verifyClientChain(cs.PeerCertificates); err != nil {
+		return "", err
+	}
+	return Identity(cs.PeerCertificates[0]), nil
+}
+
 // ClientConfig is a client configuration that presents the current certificate
 // (if any) and checks the server's against the CA bundle as it is at each
 // handshake (ca_file; the system's roots without one). The server's name is

@@ -524,3 +524,41 @@ func FuzzVerifyClient(f *testing.F) {
 		}
 	})
 }
+
+func TestVerifyLater(t *testing.T) {
+	p := newPKI(t, "ca")
+	c, k, _ := p.server()
+	src, err := (&Files{CertFile: c, KeyFile: k, ClientCAFile: p.caFile()}).Source(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := tlsServer(t, src.ServerConfigVerifyLater())
+	roots := p.ca.Pool()
+	for _, cc := range []struct {
+		name  string
+		certs []tls.Certificate
+		id    string
+		want  error
+	}{
+		{"good", []tls.Certificate{p.client("spiffe://site/a")}, "spiffe://site/a", nil},
+		{"none", nil, "", ErrNoClientCertificate},
+		{"wrong CA", []tls.Certificate{newPKI(t, "other").client("b")}, "", ErrClientCertificate},
+	} {
+		// The handshake lets each through; VerifyPeer decides.
+		conn, err := dial(t, addr, &tls.Config{RootCAs: roots, Certificates: cc.certs})
+		if err != nil {
+			t.Fatalf("%s: handshake: %v", cc.name, err)
+		}
+		// What the server saw is what the client sent: check it as the server would.
+		cs := conn.ConnectionState()
+		cs.PeerCertificates = nil
+		for _, cert := range cc.certs {
+			leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+			cs.PeerCertificates = append(cs.PeerCertificates, leaf)
+		}
+		id, err := src.VerifyPeer(cs)
+		if !errors.Is(err, cc.want) || id != cc.id {
+			t.Errorf("%s: VerifyPeer = %q, %v; want %q, %v", cc.name, id, err, cc.id, cc.want)
+		}
+	}
+}
