@@ -22,6 +22,7 @@ import (
 // TestDataChanges: notifications arrive as messages with the server's source
 // timestamp, unit, labels and the mapped type; a status maps onto quality.
 func TestDataChanges(t *testing.T) {
+	t.Parallel()
 	s := sim(t, opcuasim.Options{})
 	e := start(t, testConfig(s.Endpoint()), protocols.Env{})
 	before := time.Now()
@@ -69,6 +70,7 @@ func TestDataChanges(t *testing.T) {
 // and unconvertible writes are refused before anything is sent; reads go to the
 // server.
 func TestWriteAndRead(t *testing.T) {
+	t.Parallel()
 	s := sim(t, opcuasim.Options{})
 	e := start(t, testConfig(s.Endpoint()), protocols.Env{})
 	e.until("connected", func(m *bridge.Message) bool { return m.Point == "setpoint" })
@@ -128,6 +130,7 @@ func TestWriteAndRead(t *testing.T) {
 // certificate kept in the data dir; an untrusted server certificate is refused
 // with the file to trust, and trusting it is enough.
 func TestSecurity(t *testing.T) {
+	t.Parallel()
 	s := sim(t, opcuasim.Options{Security: opcuasim.AllSecurity})
 	dir := t.TempDir()
 	cfg := testConfig(s.Endpoint())
@@ -170,6 +173,7 @@ func TestSecurity(t *testing.T) {
 
 // TestSecurityPolicies connects with each other policy and mode, with a user name.
 func TestSecurityPolicies(t *testing.T) {
+	t.Parallel()
 	s := sim(t, opcuasim.Options{Security: opcuasim.AllSecurity})
 	trusted := t.TempDir()
 	if err := os.WriteFile(filepath.Join(trusted, "sim.pem"), uacert.EncodeCert(s.CertDER()), 0o600); err != nil {
@@ -194,6 +198,7 @@ func TestSecurityPolicies(t *testing.T) {
 // TestRestart: the server restarts in the middle; every point goes BAD, and the
 // stream comes back by itself.
 func TestRestart(t *testing.T) {
+	t.Parallel()
 	s := sim(t, opcuasim.Options{})
 	e := start(t, testConfig(s.Endpoint()), protocols.Env{})
 	e.until("a value", isPoint("temperature", bridge.QualityGood))
@@ -222,6 +227,7 @@ func TestRestart(t *testing.T) {
 // TestDroppedConnection: the network cuts the connection; the server keeps
 // running and the adapter reconnects.
 func TestDroppedConnection(t *testing.T) {
+	t.Parallel()
 	s := sim(t, opcuasim.Options{})
 	e := start(t, testConfig(s.Endpoint()), protocols.Env{})
 	e.until("a value", isPoint("temperature", bridge.QualityGood))
@@ -236,6 +242,7 @@ func TestDroppedConnection(t *testing.T) {
 // TestLostSubscription: the server forgets the subscription; it is made again on
 // the same session.
 func TestLostSubscription(t *testing.T) {
+	t.Parallel()
 	s := sim(t, opcuasim.Options{})
 	e := start(t, testConfig(s.Endpoint()), protocols.Env{})
 	e.until("a value", isPoint("temperature", bridge.QualityGood))
@@ -256,6 +263,7 @@ func TestLostSubscription(t *testing.T) {
 // with BadNodeIdUnknown, named in the last error, the others keep flowing, and it
 // comes back when the node does.
 func TestFailedItemOnRecreation(t *testing.T) {
+	t.Parallel()
 	s := sim(t, opcuasim.Options{})
 	e := start(t, testConfig(s.Endpoint()), protocols.Env{})
 	e.until("a count", isPoint("count", bridge.QualityGood))
@@ -294,6 +302,7 @@ func TestFailedItemOnRecreation(t *testing.T) {
 // TestBatches: items are created in batches within the server's
 // MaxMonitoredItemsPerCall.
 func TestBatches(t *testing.T) {
+	t.Parallel()
 	const n = 250
 	vars := make([]opcuasim.Var, n)
 	points := make([]PointConfig, n)
@@ -317,6 +326,7 @@ func TestBatches(t *testing.T) {
 // TestServerDown: the device shows its error, the adapter is ready anyway, and it
 // connects once the server is up.
 func TestServerDown(t *testing.T) {
+	t.Parallel()
 	s, err := opcuasim.New(opcuasim.Options{Vars: []opcuasim.Var{{Name: "Line1.Temperature", Value: float64(1)}}})
 	if err != nil {
 		t.Fatal(err)
