@@ -30,6 +30,8 @@ func (g *Gateway) httpServer() (*http.Server, error) {
 		Timeout:             10 * time.Second,
 	}))
 	mux.HandleFunc("GET /status", g.serveStatus)
+	// The status page for people (status.go): `/`, its assets, and its event stream.
+	newStatusServer(g).routes(mux)
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,

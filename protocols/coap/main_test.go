@@ -294,9 +294,9 @@ func ctxT(t *testing.T) context.Context {
 }
 
 // post sends a confirmable POST and returns the response code and payload.
-func post(t *testing.T, c coapClient, path string, cf message.MediaType, body []byte) (codes.Code, string) {
+func post(t *testing.T, c coapClient, path string, cf message.MediaType, body []byte, opts ...message.Option) (codes.Code, string) {
 	t.Helper()
-	resp, err := c.Post(ctxT(t), path, cf, bytes.NewReader(body))
+	resp, err := c.Post(ctxT(t), path, cf, bytes.NewReader(body), opts...)
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
@@ -304,7 +304,7 @@ func post(t *testing.T, c coapClient, path string, cf message.MediaType, body []
 	return resp.Code(), readBody(t, resp)
 }
 
-func put(t *testing.T, c coapClient, path string, cf message.MediaType, body []byte) (codes.Code, string) {
+func put(t *testing.T, c coapClient, path string, cf message.MediaType, body []byte, _ ...message.Option) (codes.Code, string) {
 	t.Helper()
 	resp, err := c.Put(ctxT(t), path, cf, bytes.NewReader(body))
 	if err != nil {
