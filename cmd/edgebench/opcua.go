@@ -92,7 +92,7 @@ func opcuaGatewayConfig(endpoint string, items int, interval time.Duration) stri
 	fmt.Fprintf(&b, "devices:\n  - id: %s\n    protocol: opcua\n    endpoint: %q\n", opcuaBenchDevice, endpoint)
 	fmt.Fprintf(&b, "    security: {policy: None, mode: None}\n    publishing_interval: %s\n    points:\n", interval)
 	for i := 1; i <= items; i++ {
-		fmt.Fprintf(&b, "      - {name: v%d, node: \"ns=1;s=Sim.V%d\", sampling_interval: %s}\n", i, i, interval)
+		fmt.Fprintf(&b, "      - {name: v%d, node: \"ns=1;s=Sim.V%d\", sampling_interval: %s, queue_size: 2}\n", i, i, interval)
 	}
 	return b.String()
 }

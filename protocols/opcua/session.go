@@ -317,6 +317,11 @@ func (s *session) serve(ctx context.Context, sink protocols.Sink) error {
 		}
 		d.a.metrics.subsRecreated.WithLabelValues(d.cfg.ID).Inc()
 		limitedLog(d.log, d.a.lim, slog.LevelWarn, "opcua: subscription lost; making it again", "err", err)
+		// Should the server still hold it (a status change said it was lost), it
+		// goes, so that it does not keep sampling for nobody until its lifetime ends.
+		dctx, cancel := context.WithTimeout(ctx, d.a.cfg.RequestTimeout)
+		_, _ = send[*ua.DeleteSubscriptionsResponse](dctx, s.c, &ua.DeleteSubscriptionsRequest{SubscriptionIDs: []uint32{subID}})
+		cancel()
 	}
 }
 
