@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"log/slog"
 	"math/big"
 	"net"
@@ -455,5 +454,3 @@ func writeKey(t *testing.T, key string) string {
 	}
 	return path
 }
-
-var errTest = errors.New("test")
