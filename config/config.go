@@ -32,6 +32,8 @@ type Config struct {
 	GRPC    GRPC    `yaml:"grpc"`
 	HTTP    HTTP    `yaml:"http"`
 	Journal Journal `yaml:"journal"`
+	// Uplink is the fleet uplink (uplink.go); nil without an uplink section.
+	Uplink *Uplink `yaml:"uplink"`
 	// Protocols holds each configured protocol's config by name: those with a
 	// section in the file and those named by a device.
 	Protocols map[string]protocols.Config `yaml:"-"`
@@ -116,7 +118,6 @@ const (
 // rather than accepted silently.
 var notYet = map[string]string{
 	"tunnels":   "TLS tunnels",
-	"uplink":    "the fleet uplink",
 	"functions": "edge functions",
 }
 
@@ -176,6 +177,9 @@ func Parse(b []byte) (*Config, error) {
 			err = protocols.DecodeStrict(val, &c.HTTP)
 		case "journal":
 			err = protocols.DecodeStrict(val, &c.Journal)
+		case "uplink":
+			c.Uplink = &Uplink{}
+			err = protocols.DecodeStrict(val, c.Uplink)
 		case "devices":
 			devices = val
 		default:
@@ -306,6 +310,7 @@ func (c *Config) validate() Problems {
 		add(fmt.Errorf("gateway: slow_consumer: %q is not disconnect, drop_oldest or hold", g.SlowConsumer))
 	}
 	probs = append(probs, c.validateJournal()...)
+	probs = append(probs, c.validateUplink()...)
 	if g.Retain < 0 || g.SubscriberQueue < 0 || g.MaxDevices < 0 || g.MaxPointsPerDevice < 0 {
 		add(errors.New("gateway: retain, subscriber_queue, max_devices and max_points_per_device must not be negative"))
 	}

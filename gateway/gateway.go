@@ -48,6 +48,7 @@ type Gateway struct {
 	reg      *prometheus.Registry
 	hub      *bridge.Hub
 	journal  *journal.Journal // nil without a durable log
+	uplink   *fleetUplink     // nil without an uplink section (uplink.go)
 	adapters adapterSet
 	// reloadMetrics count config reloads.
 	reloadMetrics *reloadMetrics
@@ -115,6 +116,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		}
 		g.adapters.add(a)
 		g.route(a.protocol, a)
+	}
+	if err := g.newUplink(cfg); err != nil {
+		g.closeJournal()
+		return nil, err
 	}
 	return g, nil
 }
@@ -233,6 +238,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	for _, a := range g.adapters.all() {
 		g.adapters.start(a)
 	}
+	// The fleet uplink after the hub and the adapters, and stopped before them.
+	stopUplink := g.startUplink(fail)
 
 	if g.cfgFile != "" {
 		wg.Add(1)
@@ -295,6 +302,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		healthSrv.Shutdown()
 	}
 	deadline := cfg.Gateway.ShutdownTimeout
+	stopUplink()
 	if !g.adapters.stopAll(deadline) {
 		g.log.Error("adapters did not stop in time", "timeout", deadline)
 	}

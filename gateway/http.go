@@ -70,6 +70,7 @@ type statusPage struct {
 	Protocols    []string       `json:"protocols"`
 	LastSequence uint64         `json:"last_sequence"`
 	Devices      []statusDevice `json:"devices"`
+	Uplink       *uplinkStatus  `json:"uplink,omitempty"`
 }
 
 func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
@@ -81,6 +82,7 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 		LastSequence: g.hub.LastSequence(),
 		Protocols:    []string{},
 		Devices:      []statusDevice{},
+		Uplink:       g.uplinkStatusPtr(),
 	}
 	for _, a := range g.adapters.all() {
 		p.Protocols = append(p.Protocols, a.name)

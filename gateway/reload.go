@@ -83,6 +83,7 @@ func (g *Gateway) Reload(ctx context.Context, next *config.Config) (ReloadResult
 		"grpc":    reflect.DeepEqual(cur.GRPC, next.GRPC),
 		"http":    reflect.DeepEqual(cur.HTTP, next.HTTP),
 		"journal": reflect.DeepEqual(cur.Journal, next.Journal),
+		"uplink":  reflect.DeepEqual(cur.Uplink, next.Uplink),
 	} {
 		if !same {
 			res.NeedsRestart = append(res.NeedsRestart, name)
