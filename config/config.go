@@ -34,6 +34,8 @@ type Config struct {
 	Journal Journal `yaml:"journal"`
 	// Uplink is the fleet uplink (uplink.go); nil without an uplink section.
 	Uplink *Uplink `yaml:"uplink"`
+	// Tunnels are TLS listeners each forwarding to a plain TCP device port (tls.go).
+	Tunnels []etls.TunnelConfig `yaml:"tunnels"`
 	// Protocols holds each configured protocol's config by name: those with a
 	// section in the file and those named by a device.
 	Protocols map[string]protocols.Config `yaml:"-"`
@@ -82,6 +84,10 @@ type GRPC struct {
 	Listen   string      `yaml:"listen"`
 	TLS      *etls.Files `yaml:"tls"`
 	Insecure bool        `yaml:"insecure"`
+	// Authz says which client identities may do what (tls.go); it needs
+	// tls.client_ca_file. Absent: every client with a good certificate may do
+	// everything.
+	Authz []AuthzRule `yaml:"authz"`
 	// MaxSubscribers bounds concurrent Subscribe streams; default 256.
 	MaxSubscribers int `yaml:"max_subscribers"`
 	// MaxConnections bounds concurrent client connections; default 1024.
@@ -117,7 +123,6 @@ const (
 // Sections that belong to later parts of the contract; refused with a clear error
 // rather than accepted silently.
 var notYet = map[string]string{
-	"tunnels":   "TLS tunnels",
 	"functions": "edge functions",
 }
 
@@ -180,6 +185,8 @@ func Parse(b []byte) (*Config, error) {
 		case "uplink":
 			c.Uplink = &Uplink{}
 			err = protocols.DecodeStrict(val, c.Uplink)
+		case "tunnels":
+			err = protocols.DecodeStrict(val, &c.Tunnels)
 		case "devices":
 			devices = val
 		default:
@@ -189,7 +196,7 @@ func Parse(b []byte) (*Config, error) {
 			}
 			newCfg, ok := protocols.Lookup(key)
 			if !ok {
-				err = fmt.Errorf("line %d: unknown key (known: gateway, grpc, http, journal, devices, %s)", doc.Content[i].Line, strings.Join(protocols.Names(), ", "))
+				err = fmt.Errorf("line %d: unknown key (known: gateway, grpc, http, journal, tunnels, devices, %s)", doc.Content[i].Line, strings.Join(protocols.Names(), ", "))
 				break
 			}
 			pc := newCfg()
@@ -211,6 +218,9 @@ func Parse(b []byte) (*Config, error) {
 }
 
 func (c *Config) setDefaults() {
+	for i := range c.Tunnels {
+		c.Tunnels[i].SetDefaults()
+	}
 	if c.GRPC.Listen == "" {
 		c.GRPC.Listen = DefaultGRPCListen
 	}
@@ -331,6 +341,7 @@ func (c *Config) validate() Problems {
 		}
 	}
 	add(checkListener("grpc", c.GRPC.Listen, c.GRPC.TLS, c.GRPC.Insecure))
+	probs = append(probs, c.validateTLS()...)
 	for key, b := range map[string]Budget{"subscriber_budget": c.GRPC.SubscriberBudget, "budget": c.GRPC.Budget} {
 		if b.MessagesPerSecond < 0 || b.BytesPerSecond < 0 {
 			add(fmt.Errorf("grpc: %s: rates must not be negative", key))

@@ -55,7 +55,7 @@ func TestProblemsNameTheirKey(t *testing.T) {
 		{"device without id", "devices: [{protocol: mqtt}]\n", []string{"devices[0]", "id is required"}},
 		{"device unknown protocol", "devices: [{id: boiler-1, protocol: bacnet}]\n", []string{`device "boiler-1": protocol: unknown protocol "bacnet"`}},
 		{"duplicate device ids", "devices: [{id: a, protocol: mqtt}, {id: a, protocol: mqtt}]\n", []string{`device "a": id also used by devices[0]`}},
-		{"not in this build", "tunnels: []\n", []string{"tunnels: TLS tunnels are not in this build"}},
+		{"tunnel without tls", "tunnels: [{name: plc, listen: 0.0.0.0:802, target: 10.0.0.7:502}]\n", []string{`tunnel "plc": tls: required`}},
 		{"duplicate key", "grpc: {}\ngrpc: {}\n", []string{"grpc: line 2: duplicate key"}},
 		{"not a mapping", "- a\n", []string{"top level must be a mapping"}},
 	} {

@@ -43,6 +43,7 @@ func (g *Gateway) build(name string, pc protocols.Config) (*adapter, error) {
 		Metrics:   tr,
 		GatewayID: g.config().Gateway.ID,
 		DataDir:   g.config().Gateway.DataDir,
+		TLS:       g.tls,
 	})
 	if err != nil {
 		tr.unregisterAll()

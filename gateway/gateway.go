@@ -24,11 +24,11 @@ import (
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/grpcapi"
 	"github.com/edgegate/edgegate/protocols"
+	etls "github.com/edgegate/edgegate/tls"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -49,6 +49,8 @@ type Gateway struct {
 	hub      *bridge.Hub
 	journal  *journal.Journal // nil without a durable log
 	uplink   *fleetUplink     // nil without an uplink section (uplink.go)
+	tls      *etls.Store      // every certificate, re-read when its files change (tls.go)
+	tunnels  []*etls.Tunnel
 	adapters adapterSet
 	// reloadMetrics count config reloads.
 	reloadMetrics *reloadMetrics
@@ -103,6 +105,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.reloadMetrics = newReloadMetrics(reg)
 	g.adapters.g = g
+	if err := g.newTLS(cfg); err != nil {
+		g.closeJournal()
+		return nil, err
+	}
 	names := make([]string, 0, len(cfg.Protocols))
 	for n := range cfg.Protocols {
 		names = append(names, n)
@@ -192,12 +198,33 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("grpc: %w", err)
 	}
+	if err := g.listenTunnels(); err != nil {
+		grpcLn.Close()
+		if httpLn != nil {
+			httpLn.Close()
+		}
+		return err
+	}
 	g.mu.Lock()
 	g.grpcAddr = grpcLn.Addr()
 	if httpLn != nil {
 		g.httpAddr = httpLn.Addr()
 	}
 	g.mu.Unlock()
+	g.warnInsecure(cfg)
+
+	// Certificates are checked for changes until everything else has stopped.
+	tlsCtx, tlsStop := context.WithCancel(context.Background())
+	var tlsWG sync.WaitGroup
+	tlsWG.Add(1)
+	go func() {
+		defer tlsWG.Done()
+		g.tls.Run(tlsCtx)
+	}()
+	defer func() {
+		tlsStop()
+		tlsWG.Wait()
+	}()
 
 	var wg sync.WaitGroup
 	fail := func(what string, err error) {
@@ -213,6 +240,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if err != nil {
 			grpcLn.Close()
 			httpLn.Close()
+			g.closeTunnels()
 			return err
 		}
 		httpSrv = srv
@@ -240,6 +268,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	// The fleet uplink after the hub and the adapters, and stopped before them.
 	stopUplink := g.startUplink(fail)
+	// Tunnels after the adapters, and stopped before them.
+	stopTunnels := g.serveTunnels(fail)
 
 	if g.cfgFile != "" {
 		wg.Add(1)
@@ -302,6 +332,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		healthSrv.Shutdown()
 	}
 	deadline := cfg.Gateway.ShutdownTimeout
+	stopTunnels()
 	stopUplink()
 	if !g.adapters.stopAll(deadline) {
 		g.log.Error("adapters did not stop in time", "timeout", deadline)
@@ -340,9 +371,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 func (g *Gateway) grpcServer() (*grpc.Server, *health.Server, error) {
 	ic := grpcapi.NewInterceptors(g.log.With("component", "grpc"), g.reg)
+	creds, az, err := g.grpcSecurity(g.config())
+	if err != nil {
+		return nil, nil, err
+	}
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(ic.Unary),
-		grpc.ChainStreamInterceptor(ic.Stream),
+		// Logged and counted first, so that refusals show; then authenticated and
+		// authorized (tls.go).
+		grpc.ChainUnaryInterceptor(ic.Unary, az.Unary),
+		grpc.ChainStreamInterceptor(ic.Stream, az.Stream),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			// Ping an idle connection after 30s, and drop it when the ping is not
 			// answered in 10s: a workload that vanished (pod deleted, link cut)
@@ -362,12 +399,8 @@ func (g *Gateway) grpcServer() (*grpc.Server, *health.Server, error) {
 		// service-wide as well.
 		grpc.MaxConcurrentStreams(1024),
 	}
-	if f := g.config().GRPC.TLS; f != nil {
-		tc, err := f.ServerConfig()
-		if err != nil {
-			return nil, nil, err
-		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	if creds != nil {
+		opts = append(opts, grpc.Creds(creds))
 	}
 	srv := grpc.NewServer(opts...)
 	apiOpts := grpcapi.Options{

@@ -84,6 +84,7 @@ func (g *Gateway) Reload(ctx context.Context, next *config.Config) (ReloadResult
 		"http":    reflect.DeepEqual(cur.HTTP, next.HTTP),
 		"journal": reflect.DeepEqual(cur.Journal, next.Journal),
 		"uplink":  reflect.DeepEqual(cur.Uplink, next.Uplink),
+		"tunnels": reflect.DeepEqual(cur.Tunnels, next.Tunnels),
 	} {
 		if !same {
 			res.NeedsRestart = append(res.NeedsRestart, name)

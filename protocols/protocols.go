@@ -15,6 +15,7 @@ import (
 	"net"
 
 	"github.com/edgegate/edgegate/bridge"
+	etls "github.com/edgegate/edgegate/tls"
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 )
@@ -54,6 +55,10 @@ type Env struct {
 	Metrics   prometheus.Registerer // nil: no metrics registered
 	GatewayID string
 	DataDir   string
+	// TLS is the gateway's certificate store: TLS.Source(files) gives a listener
+	// a certificate that follows its files (rotation) and checks client
+	// certificates against the CA of the moment. Nil works (a Source of its own).
+	TLS *etls.Store
 }
 
 // Config is one protocol's configuration: its top-level section of the config file,

@@ -270,8 +270,21 @@ func (t *Tunnel) Listen() error {
 	return nil
 }
 
+// Close closes a listener that Listen bound and Serve never ran; after Serve,
+// ending its context is the way to stop.
+func (t *Tunnel) Close() {
+	if t.ln != nil {
+		t.shutdown()
+	}
+}
+
 // Addr is the bound address, after Listen.
-func (t *Tunnel) Addr() net.Addr { return t.ln.Addr() }
+func (t *Tunnel) Addr() net.Addr {
+	if t.ln == nil {
+		return nil
+	}
+	return t.ln.Addr()
+}
 
 // Name is the tunnel's name.
 func (t *Tunnel) Name() string { return t.cfg.Name }
