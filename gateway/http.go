@@ -40,13 +40,11 @@ func (g *Gateway) httpServer() (*http.Server, error) {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 	}
-	if f := g.config().HTTP.TLS; f != nil {
-		tc, err := f.ServerConfig()
-		if err != nil {
-			return nil, err
-		}
-		srv.TLSConfig = tc
+	tc, err := g.httpTLS(g.config()) // tls.go: a certificate that follows its files
+	if err != nil {
+		return nil, err
 	}
+	srv.TLSConfig = tc
 	return srv, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -265,5 +266,33 @@ http: {listen: "off"}
 	_, err = gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil || !strings.Contains(err.Error(), "grpc:") || !strings.Contains(err.Error(), "nope.crt") {
 		t.Errorf("New with a missing certificate: %v", err)
+	}
+}
+
+func TestHTTPSWithClientCertificates(t *testing.T) {
+	p := newTestPKI(t)
+	g := runTLSGateway(t, p, `
+gateway: {id: https-gw}
+http: {listen: 127.0.0.1:0, tls: {cert_file: %[1]s, key_file: %[2]s, client_ca_file: %[3]s}}
+`)
+	url := "https://" + g.HTTPAddr().String() + "/healthz"
+	get := func(certs ...tls.Certificate) (int, error) {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.ca.Pool(), Certificates: certs}, ForceAttemptHTTP2: true}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(url)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Errorf("served %s, want HTTP/2", resp.Proto)
+		}
+		return resp.StatusCode, nil
+	}
+	if code, err := get(p.client(t, "spiffe://site/prometheus")); err != nil || code != http.StatusOK {
+		t.Errorf("with a client certificate: %d %v", code, err)
+	}
+	if _, err := get(); err == nil {
+		t.Error("no client certificate: served")
 	}
 }
