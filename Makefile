@@ -15,7 +15,7 @@ LDFLAGS   := -X github.com/edgegate/edgegate/gateway.Version=$(VERSION) -X githu
 DOCKER    ?= docker
 IMAGE     ?= ghcr.io/edgegate/edgegate:$(VERSION)
 
-.PHONY: all build test lint proto bench demo fuzz clean help image manifests-check
+.PHONY: all build test lint proto clients bench demo demo-kitchen fuzz clean help image manifests-check
 
 all: lint test build
 
@@ -24,6 +24,7 @@ help:
 	@echo "test   - unit, end-to-end and interop tests with the race detector"
 	@echo "lint   - gofmt, go vet, staticcheck"
 	@echo "proto  - regenerate proto/edgegate/v1 from gateway.proto (needs protoc)"
+	@echo "clients - regenerate the TypeScript and Python stubs in clients/ (needs protoc, npm)"
 	@echo "bench  - throughput, latency and memory against mosquitto; prints a table"
 	@echo "demo   - the gateway on its embedded default, simulated devices, the live stream"
 	@echo "fuzz   - run every fuzz target for FUZZTIME (default 30s each)"
@@ -63,6 +64,23 @@ proto:
 	  --go_out=paths=source_relative:proto \
 	  --go-grpc_out=paths=source_relative:proto \
 	  proto/edgegate/v1/gateway.proto
+
+# Stubs for other languages, from the same gateway.proto (committed, like the Go
+# code): TypeScript with @bufbuild/protoc-gen-es (npm, pinned in clients/), Python
+# with protoc's own --python_out and Debian's grpc_python_plugin (protobuf-compiler-grpc).
+clients: clients/node_modules
+	rm -rf clients/ts/gen clients/python/edgegate
+	mkdir -p clients/ts/gen clients/python
+	protoc -I proto -I /usr/include \
+	  --plugin=protoc-gen-es=clients/node_modules/.bin/protoc-gen-es \
+	  --es_out=clients/ts/gen --es_opt=target=ts,import_extension=js \
+	  --python_out=clients/python --pyi_out=clients/python \
+	  --plugin=protoc-gen-grpc_python=$$(command -v grpc_python_plugin) --grpc_python_out=clients/python \
+	  proto/edgegate/v1/gateway.proto
+
+clients/node_modules: clients/package.json clients/package-lock.json
+	cd clients && npm ci --no-audit --no-fund
+	@touch $@
 
 bench: build
 	$(GO) run ./cmd/edgebench $(BENCHFLAGS)
