@@ -17,6 +17,7 @@ import (
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/protocols"
 	"github.com/edgegate/edgegate/protocols/payload"
+	etls "github.com/edgegate/edgegate/tls"
 )
 
 var (
@@ -131,9 +132,14 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 	for i, l := range cfg.Listeners {
 		var tc *tls.Config
 		if l.Type == "tls" {
-			if tc, err = l.TLS.ServerConfig(); err != nil {
+			// From the gateway's store: the certificate follows its files, and
+			// with client_ca_file a client certificate is required and checked
+			// against the CA bundle as it is at each handshake.
+			src, err := env.TLS.Source(l.TLS)
+			if err != nil {
 				return nil, fmt.Errorf("mqtt: listeners[%d]: %w", i, err)
 			}
+			tc = src.ServerConfig()
 		}
 		a.tlsConfs = append(a.tlsConfs, tc)
 	}
@@ -229,6 +235,9 @@ func (a *Adapter) Run(ctx context.Context, sink protocols.Sink) error {
 	a.addrsMu.Unlock()
 	a.readyOnce.Do(func() { close(a.ready) })
 	a.log.Info("mqtt: serving", "addresses", addrs)
+	for i, l := range a.cfg.Listeners {
+		etls.WarnInsecure(a.log, fmt.Sprintf("mqtt.listeners[%d]", i), l.Address, l.Type == "tls")
+	}
 
 	<-ctx.Done()
 	a.srv.Store(nil)

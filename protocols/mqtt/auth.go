@@ -20,6 +20,7 @@ type account struct {
 type authorizer struct {
 	anonymous bool
 	users     map[string]*account
+	clients   []ClientConfig // certificate logins' devices (certauth.go)
 	// checks bounds concurrent bcrypt comparisons: each costs tens of milliseconds of
 	// CPU on purpose, and a burst of connections must not take every core.
 	checks chan struct{}
@@ -35,6 +36,7 @@ func newAuthorizer(cfg *Config) *authorizer {
 	a := &authorizer{
 		anonymous: cfg.AllowAnonymous,
 		users:     make(map[string]*account, len(cfg.Users)),
+		clients:   cfg.Clients,
 		checks:    make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}
 	for _, u := range cfg.Users {

@@ -55,7 +55,10 @@ type Config struct {
 	Listeners      []ListenerConfig `yaml:"listeners"`
 	AllowAnonymous bool             `yaml:"allow_anonymous"`
 	Users          []UserConfig     `yaml:"users"`
-	Topics         []TopicConfig    `yaml:"topics"`
+	// Clients says which devices a certificate login publishes for, where that
+	// is not the device named like its identity (certauth.go).
+	Clients []ClientConfig `yaml:"clients"`
+	Topics  []TopicConfig  `yaml:"topics"`
 
 	MaxConnections      int           `yaml:"max_connections"`
 	MaxPacketSize       int           `yaml:"max_packet_size"`
@@ -206,6 +209,24 @@ func (c *Config) Validate() []error {
 		users[u.Username] = true
 	}
 
+	clients := map[string]bool{}
+	for i, cc := range c.Clients {
+		key := fmt.Sprintf("mqtt: clients[%d]", i)
+		if cc.Identity != "" {
+			key = fmt.Sprintf("mqtt: client %q", cc.Identity)
+		}
+		for _, err := range cc.validate() {
+			add("%s: %w", key, err)
+		}
+		if clients[cc.Identity] {
+			add("%s: identity: listed twice", key)
+		}
+		clients[cc.Identity] = true
+	}
+	if len(c.Clients) > 0 && !c.hasClientCertListener() {
+		add("mqtt: clients: no tls listener has client_ca_file, so no client logs in by certificate")
+	}
+
 	if len(c.Topics) == 0 {
 		add("mqtt: topics: at least one pattern is required")
 	}
@@ -226,6 +247,15 @@ func (c *Config) Validate() []error {
 		ids[d.ID] = true
 	}
 	return errs
+}
+
+func (c *Config) hasClientCertListener() bool {
+	for _, l := range c.Listeners {
+		if l.Type == "tls" && l.TLS.HasClientCA() {
+			return true
+		}
+	}
+	return false
 }
 
 func (l ListenerConfig) validate() error {

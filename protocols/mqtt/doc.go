@@ -20,7 +20,11 @@
 // disconnected, so that it sends the message again.
 //
 // The package also owns the broker's safety: accounts with bcrypt hashes and per-user
-// access lists, plaintext refused off loopback, bounded connections, packets,
+// access lists, logins by client certificate (on a tls listener with client_ca_file,
+// a CONNECT without a password logs in as the certificate's identity and may publish
+// only its own devices' readings and subscribe only to their write topics; see
+// certauth.go), plaintext refused off loopback (and a warning at start for each
+// listener that insecure: true lets through), bounded connections, packets,
 // in-flight windows and retained messages, rate-limited logs, and a listener of its
 // own that contains a panic in mochi's packet decoding to the one connection that
 // caused it.
@@ -31,11 +35,16 @@
 // Config keys (section `mqtt:`) and defaults:
 //
 //	listeners:               [{type: tcp, address: 127.0.0.1:1883}]
-//	                         type tcp or tls (tls: {cert_file, key_file, client_ca_file});
+//	                         type tcp or tls (tls: {cert_file, key_file, client_ca_file, min_version});
+//	                         the certificate and CA are re-read when their files change;
+//	                         client_ca_file requires client certificates;
 //	                         insecure: true allows plaintext off loopback
 //	allow_anonymous:         false (an anonymous client may then publish and subscribe anything)
 //	users:                   [] ({username, password_hash (bcrypt), publish: [filters], subscribe: [filters]};
 //	                         an absent list allows nothing)
+//	clients:                 [] ({identity, devices: [globs]}: the devices a certificate login
+//	                         publishes for; without an entry, the device named like its
+//	                         identity, a SPIFFE ID's last path segment)
 //	topics:                  [{pattern: "devices/{device}/{point}"}]
 //	max_connections:         10000
 //	max_packet_size:         65536 bytes (also the largest payload decoded)

@@ -74,6 +74,9 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	var code packets.Code
 	var reason string
 	v5 := cl.Properties.ProtocolVersion == 5
+	if id := certIdentity(cl); id != "" && !pk.Connect.PasswordFlag {
+		return h.certConnect(cl, pk, id) // certauth.go
+	}
 	result := h.a.cur().auth.authenticate(h.ctx, pk.Connect.Username, pk.Connect.Password)
 	switch {
 	case result == authOK && cl.ID == mochi.InlineClientId:
@@ -120,11 +123,21 @@ func (h *hook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { retur
 func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	var ok bool
 	action := "publish"
-	if write {
-		ok = h.a.cur().auth.allowPublish(cl.Properties.Username, topic)
-	} else {
+	if !write {
 		action = "read"
-		ok = h.a.cur().auth.allowRead(cl.Properties.Username, topic)
+	}
+	switch lv := h.a.cur(); {
+	case loggedInByCert(cl) != nil: // certauth.go
+		id := loggedInByCert(cl).identity
+		if write {
+			ok = lv.auth.allowCertPublish(id, lv.topics, topic)
+		} else {
+			ok = lv.auth.allowCertRead(id, topic)
+		}
+	case write:
+		ok = lv.auth.allowPublish(cl.Properties.Username, topic)
+	default:
+		ok = lv.auth.allowRead(cl.Properties.Username, topic)
 	}
 	if !ok {
 		h.a.metrics.aclDenied.WithLabelValues(action).Inc()

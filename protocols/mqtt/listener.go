@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -69,6 +70,7 @@ type conn struct {
 	net.Conn
 	client   atomic.Pointer[mochi.Client]
 	shutdown atomic.Bool
+	cert     atomic.Pointer[certLogin] // set by OnConnect for a certificate login
 }
 
 func (c *conn) SetDeadline(t time.Time) error {
@@ -204,6 +206,16 @@ func (l *listener) serveConn(establish listeners.EstablishFn, c *conn) {
 			"listener", l.id, "remote", c.RemoteAddr().String(), "panic", r, "stack", string(debug.Stack()))
 		l.guard.recovered(c, r)
 	}()
+	if tc, ok := c.Conn.(*tls.Conn); ok {
+		// The handshake first, under the connect deadline, so that a refused
+		// certificate is counted as such (mochi would only see a read error).
+		if err := tc.Handshake(); err != nil {
+			l.guard.metrics.refused.WithLabelValues(refusedTLS).Inc()
+			limitedLog(l.guard.log, l.guard.lim, slog.LevelInfo, "mqtt: TLS handshake failed", "listener", l.id, "remote", c.RemoteAddr().String(), "error", err)
+			_ = c.Close()
+			return
+		}
+	}
 	if err := establish(l.id, c); err != nil {
 		// Refused logins, clients that hang up, malformed packets: all the client's
 		// doing, so debug level and rate-limited.

@@ -59,8 +59,16 @@ type env struct {
 // start runs an adapter with an in-process hub as its sink, until the test ends.
 func start(t *testing.T, cfg *Config) *env {
 	t.Helper()
+	return startEnv(t, cfg, protocols.Env{})
+}
+
+// startEnv is start with an Env to build the adapter with (its Logger and Metrics
+// are the test's).
+func startEnv(t *testing.T, cfg *Config, pe protocols.Env) *env {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	ad, err := cfg.New(protocols.Env{Logger: testLogger(t), Metrics: reg})
+	pe.Logger, pe.Metrics = testLogger(t), reg
+	ad, err := cfg.New(pe)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -225,10 +233,16 @@ type client5 struct {
 
 func connect5(t *testing.T, addr, id, user, pass string, opts ...func(*paho.Connect)) (*client5, *paho.Connack, error) {
 	t.Helper()
+	return connect5Dial(t, func() (net.Conn, error) { return net.DialTimeout("tcp", addr, waitTimeout) }, id, user, pass, opts...)
+}
+
+// connect5Dial is connect5 over the connection dial makes (TLS, say).
+func connect5Dial(t *testing.T, dial func() (net.Conn, error), id, user, pass string, opts ...func(*paho.Connect)) (*client5, *paho.Connack, error) {
+	t.Helper()
 	if id == "" {
 		id = fmt.Sprintf("c5-%d", clientSeq.Add(1))
 	}
-	nc, err := net.DialTimeout("tcp", addr, waitTimeout)
+	nc, err := dial()
 	if err != nil {
 		return nil, nil, err
 	}

@@ -15,6 +15,8 @@ const (
 	refusedShuttingDown   = "shutting_down"
 	refusedWillTopic      = "will_not_authorized"
 	refusedClientID       = "client_id"
+	refusedTLS            = "tls"       // the TLS handshake failed: no, a foreign or an expired client certificate
+	refusedNoDevice       = "no_device" // a certificate login whose identity names no device
 )
 
 // Publish results, the values of the result label of publishes_total.
