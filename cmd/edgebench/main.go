@@ -41,7 +41,7 @@ type options struct {
 	mosquitto string
 }
 
-var sections = []string{"throughput", "latency", "memory", "journal"}
+var sections = []string{"throughput", "latency", "memory", "journal", "uplink"}
 
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("edgebench", flag.ContinueOnError)
@@ -53,7 +53,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	var o options
 	var only string
 	fs.BoolVar(&o.quick, "quick", false, "a short smoke run: fewer cases, short measurements, few connections")
-	fs.StringVar(&only, "only", "", "run only these sections, comma-separated: throughput, latency, memory, journal")
+	fs.StringVar(&only, "only", "", "run only these sections, comma-separated: throughput, latency, memory, journal, uplink")
 	fs.DurationVar(&o.duration, "duration", 0, "length of one measurement, after a warm-up (default 5s, or 500ms with --quick)")
 	fs.IntVar(&o.conns, "connections", 0, "idle MQTT connections of the memory test (default 10000, or 200 with --quick)")
 	fs.StringVar(&o.gateway, "gateway", "bin/edgegate", "the edgegate binary to measure")
@@ -202,6 +202,9 @@ func bench(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	}
 	if o.runs("journal") && ctx.Err() == nil {
 		e.journalSection(ctx)
+	}
+	if o.runs("uplink") && ctx.Err() == nil {
+		e.uplinkSection(ctx)
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "edgebench: interrupted; every broker it started is stopped")
