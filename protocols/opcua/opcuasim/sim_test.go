@@ -14,7 +14,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-const waitTimeout = 15 * time.Second
+// waitTimeout bounds every wait: generous, the machine is shared.
+const waitTimeout = 30 * time.Second
 
 func counter(prev any, _ uint64) any { return prev.(int32) + 1 }
 
