@@ -41,7 +41,8 @@ type options struct {
 	mosquitto string
 }
 
-var sections = []string{"throughput", "latency", "memory", "journal", "uplink"}
+// sections in the order they run; each protocol's lives in its own file.
+var sections = []string{"throughput", "latency", "memory", "journal", "uplink", "modbus", "opcua", "coap"}
 
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("edgebench", flag.ContinueOnError)
@@ -53,7 +54,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	var o options
 	var only string
 	fs.BoolVar(&o.quick, "quick", false, "a short smoke run: fewer cases, short measurements, few connections")
-	fs.StringVar(&only, "only", "", "run only these sections, comma-separated: throughput, latency, memory, journal, uplink")
+	fs.StringVar(&only, "only", "", "run only these sections, comma-separated: "+strings.Join(sections, ", "))
 	fs.DurationVar(&o.duration, "duration", 0, "length of one measurement, after a warm-up (default 5s, or 500ms with --quick)")
 	fs.IntVar(&o.conns, "connections", 0, "idle MQTT connections of the memory test (default 10000, or 200 with --quick)")
 	fs.StringVar(&o.gateway, "gateway", "bin/edgegate", "the edgegate binary to measure")
@@ -205,6 +206,15 @@ func bench(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	}
 	if o.runs("uplink") && ctx.Err() == nil {
 		e.uplinkSection(ctx)
+	}
+	if o.runs("modbus") && ctx.Err() == nil {
+		e.modbusSection(ctx)
+	}
+	if o.runs("opcua") && ctx.Err() == nil {
+		e.opcuaSection(ctx)
+	}
+	if o.runs("coap") && ctx.Err() == nil {
+		e.coapSection(ctx)
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "edgebench: interrupted; every broker it started is stopped")
