@@ -305,7 +305,29 @@ func ResultSubject(gatewayID string) string { return "edgegate.result." + gatewa
 // ConsumerName is the gateway's durable consumer on the command stream.
 func ConsumerName(gatewayID string) string { return "edgegate-" + gatewayID }
 
+// InboxPrefix is the prefix of the gateway's reply subjects: the hub lets a site
+// subscribe to InboxPrefix(id)+".>" and nothing else.
+func InboxPrefix(gatewayID string) string { return "_INBOX." + gatewayID }
+
 // MsgID is the Nats-Msg-Id of the message with sequence seq.
 func MsgID(gatewayID string, seq uint64) string {
 	return fmt.Sprintf("%s:%d", gatewayID, seq)
+}
+
+// SitePermissions are the subjects a site's NATS user needs on the hub, and all
+// it should get: publish on its own data and results, use its own command
+// consumer (look it up, create it once, pull, acknowledge), and receive replies
+// on its own inboxes. docs/uplink.md shows them as server config and for nsc.
+func SitePermissions(gatewayID string) (publish, subscribe []string) {
+	c := ConsumerName(gatewayID)
+	publish = []string{
+		"edgegate.data." + gatewayID + ".>",
+		ResultSubject(gatewayID),
+		"$JS.API.CONSUMER.INFO." + CommandStream + "." + c,
+		"$JS.API.CONSUMER.CREATE." + CommandStream + "." + c + "." + CommandSubject(gatewayID),
+		"$JS.API.CONSUMER.MSG.NEXT." + CommandStream + "." + c,
+		"$JS.ACK." + CommandStream + "." + c + ".>",
+	}
+	subscribe = []string{InboxPrefix(gatewayID) + ".>"}
+	return publish, subscribe
 }

@@ -319,7 +319,7 @@ func hubMessages(t testing.TB, url string) []stored {
 		t.Fatal(err)
 	}
 	for uint64(len(out)) < info.State.Msgs {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+		batch, err := cons.Fetch(int(min(1000, info.State.Msgs-uint64(len(out)))), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -208,6 +208,9 @@ func (u *Uplink) session(ctx context.Context) (bool, error) {
 	defer cancel(nil)
 	opts := []nats.Option{
 		nats.Name("edgegate " + u.id),
+		// Replies (publish acknowledgements, pulled commands) come to inboxes
+		// of the site's own, so the hub can keep sites out of each other's.
+		nats.CustomInboxPrefix(InboxPrefix(u.id)),
 		// The uplink reconnects itself, from its acknowledged position: nats.go's
 		// reconnect would replay buffered publishes out of order.
 		nats.NoReconnect(),
