@@ -175,6 +175,9 @@ func TestBusy(t *testing.T) {
 	if d := e.device("b"); !strings.Contains(d.LastError, "busy") {
 		t.Errorf("last error %q", d.LastError)
 	}
+	if n := e.metric("edgegate_modbus_device_state", "device", "b"); n != float64(bridge.StateError) {
+		t.Errorf("device_state = %v", n)
+	}
 	if n := e.metric("edgegate_modbus_poll_errors_total", "device", "b", "class", "busy"); n < 1 {
 		t.Errorf("poll_errors_total{class=busy} = %v", n)
 	}

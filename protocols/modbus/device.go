@@ -188,17 +188,18 @@ type device struct {
 	byName    map[string]*point
 	m         deviceMetrics
 
-	blocks  []*block
-	due     time.Time
-	state   bridge.DeviceState
-	errText string
-	bad     int // points currently BAD
-	msgs    []*bridge.Message
+	blocks   []*block
+	due      time.Time
+	state    bridge.DeviceState
+	errText  string
+	bad      int // points currently BAD
+	failures int // RTU: polls in a row the unit did not answer
+	msgs     []*bridge.Message
 }
 
 type deviceMetrics struct {
 	polls, skipped, requests, busy prometheus.Counter
-	bad                            prometheus.Gauge
+	bad, state                     prometheus.Gauge
 	errors                         *prometheus.CounterVec // by class, curried with the device
 }
 
@@ -236,6 +237,7 @@ func newDevice(d DeviceConfig, c *Config, m *metrics) *device {
 	dev.blocks = planBlocks(dev.points, dev.maxGap, dev.maxBitGap, dev.maxRegs, dev.maxBits)
 	if m != nil {
 		dev.m = m.device(d.ID)
+		dev.m.state.Set(float64(bridge.StateConnecting))
 	}
 	return dev
 }

@@ -277,6 +277,7 @@ func TestPymodbusRTU(t *testing.T) {
 	cfg := testConfig(dev("rtu-1", 1), dev("rtu-2", 2), dev("rtu-9", 9))
 	cfg.PollInterval = 100 * time.Millisecond
 	cfg.Timeout = 300 * time.Millisecond
+	cfg.ReconnectBackoff, cfg.ReconnectBackoffMax = 500*time.Millisecond, 2*time.Second
 	e := start(t, cfg)
 	checkPymodbusReadings(t, e, "rtu-1", 1)
 	checkPymodbusReadings(t, e, "rtu-2", 2)
@@ -289,5 +290,11 @@ func TestPymodbusRTU(t *testing.T) {
 	})
 	if n := e.metric("edgegate_modbus_reconnects_total"); n != 0 {
 		t.Errorf("the serial line was reopened %v times: a silent unit must not close it", n)
+	}
+	// The silent unit is asked after the reconnect backoff, not every poll.
+	before := e.metric("edgegate_modbus_requests_total", "device", "rtu-9")
+	e.polls("rtu-1", 10)
+	if n := e.metric("edgegate_modbus_requests_total", "device", "rtu-9") - before; n > 4 {
+		t.Errorf("the silent unit was asked %v times in 10 polls of another", n)
 	}
 }

@@ -125,9 +125,11 @@ func (l *line) connect(ctx context.Context) error {
 // backoff is the wait before the next connection attempt: exponential from
 // reconnect_backoff up to reconnect_backoff_max, with ±20% jitter so that devices that
 // went down together do not come back in step.
-func (l *line) backoff() time.Duration {
+func (l *line) backoff() time.Duration { return l.backoffFor(l.attempts) }
+
+func (l *line) backoffFor(attempts int) time.Duration {
 	b := l.a.cfg.ReconnectBackoff
-	for i := 1; i < l.attempts && b < l.a.cfg.ReconnectBackoffMax; i++ {
+	for i := 1; i < attempts && b < l.a.cfg.ReconnectBackoffMax; i++ {
 		b *= 2
 	}
 	b = min(b, l.a.cfg.ReconnectBackoffMax)
@@ -202,13 +204,23 @@ func (l *line) poll(ctx context.Context, d *device) {
 	switch c := classify(err); {
 	case c == classNone:
 		d.m.polls.Inc()
+		d.failures = 0
 	case c == classCanceled || ctx.Err() != nil:
 	case c == classReconnect && l.ep.rtu() && !errors.Is(err, errIO):
 		// One unit that does not answer on a serial line does not make the line
 		// bad: the others are still polled. What might still come from it is
-		// drained before the next request.
+		// drained before the next request, and the unit is asked again after the
+		// reconnect backoff rather than every poll, so that its timeouts do not
+		// take the line's time from the units that answer.
 		l.drain(ctx)
 		l.deviceDown(ctx, d, err)
+		d.failures++
+		if retry := time.Now().Add(l.backoffFor(d.failures)); retry.After(d.due) {
+			// The first slot of its grid at or after the retry.
+			n := (retry.Sub(d.due) + d.interval - 1) / d.interval
+			d.due = d.due.Add(n * d.interval)
+			d.m.skipped.Add(float64(n))
+		}
 	case c == classReconnect:
 		l.lineDown(ctx, err)
 	}
@@ -430,6 +442,7 @@ func (l *line) setState(d *device, s bridge.DeviceState, err error) {
 		l.a.logf("modbus: device "+s.String(), "device", d.id, "err", err)
 	}
 	d.state, d.errText = s, text
+	d.m.state.Set(float64(s))
 	l.sink.State(d.id, s, err)
 }
 

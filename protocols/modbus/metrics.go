@@ -6,6 +6,7 @@ type metrics struct {
 	polls, skipped, requests, busy *prometheus.CounterVec // by device
 	errors                         *prometheus.CounterVec // by device and class
 	bad                            *prometheus.GaugeVec   // by device
+	state                          *prometheus.GaugeVec   // by device
 	reconnects                     *prometheus.CounterVec // by connection
 	jitter                         prometheus.Histogram
 	publishErrors                  prometheus.Counter
@@ -34,6 +35,10 @@ func newMetrics() *metrics {
 		bad: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "edgegate_modbus_points_bad", Help: "Points whose last report is BAD.",
 		}, dl),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edgegate_modbus_device_state",
+			Help: "A device's state: 1 connected, 2 disconnected, 3 error, 4 connecting (as edgegate.v1.DeviceState); its last error is in ListDevices.",
+		}, dl),
 		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgegate_modbus_reconnects_total", Help: "Connection attempts after a failure or a lost connection.",
 		}, []string{"connection"}),
@@ -59,6 +64,7 @@ func (m *metrics) device(id string) deviceMetrics {
 		requests: m.requests.WithLabelValues(id),
 		busy:     m.busy.WithLabelValues(id),
 		bad:      m.bad.WithLabelValues(id),
+		state:    m.state.WithLabelValues(id),
 		errors:   m.errors.MustCurryWith(prometheus.Labels{"device": id}),
 	}
 }
@@ -67,7 +73,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{m.polls, m.skipped, m.requests, m.busy, m.errors, m.bad, m.reconnects, m.jitter, m.publishErrors, m.logsDropped} {
+	for _, c := range []prometheus.Collector{m.polls, m.skipped, m.requests, m.busy, m.errors, m.bad, m.state, m.reconnects, m.jitter, m.publishErrors, m.logsDropped} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

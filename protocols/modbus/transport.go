@@ -10,6 +10,16 @@ import (
 	"time"
 )
 
+// The framing is this package's own. The issue this adapter answers named
+// github.com/goburrow/modbus v0.1.0, which the module proxy does not serve.
+// github.com/simonvetter/modbus (whose server the simulator uses) has a client, but
+// it cannot give what the poller needs: its TCP transport skips a response with
+// another transaction id and reads on until the timeout, instead of reporting the
+// mismatch so that the connection is dropped; it takes no context, so shutdown
+// waits out a request; the unit id and word order are client-wide state; and its RTU
+// side has a fixed t3.5 and polls the port every 10 ms. MBAP and RTU framing are
+// small; owning them gives each of those a direct answer.
+
 // transport carries one request at a time to a unit and returns its answer. It is
 // not safe for concurrent use: one goroutine (the line's) owns it. After any error
 // other than a Modbus exception it must be closed: the bytes that follow on the wire
