@@ -24,8 +24,10 @@ type NATS struct {
 	// tls://hub.example.com:4222. Required.
 	URL string `yaml:"url"`
 	// TLS turns on TLS (also for a nats:// URL) and, with cert_file and key_file,
-	// presents a client certificate (mTLS).
-	TLS *TLS `yaml:"tls"`
+	// presents a client certificate (mTLS). The client side of the gateway's one
+	// tls block shape: ca_file (or client_ca_file) is the CA the hub's certificate
+	// must chain to, server_name, min_version. Files are read again when they change.
+	TLS *etls.Files `yaml:"tls"`
 	// CredentialsFile is a NATS credentials file (JWT and NKey seed) for the site.
 	CredentialsFile string `yaml:"credentials_file"`
 	// Insecure allows plaintext to a hub that is not on loopback.
@@ -65,17 +67,6 @@ type NATS struct {
 	// DuplicateWindow is the hub's de-duplication window for the streams that
 	// create_streams creates; default 2m (see docs/uplink.md).
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
-}
-
-// TLS is `uplink.nats.tls`. The contract's key for the CA that verifies the hub
-// is client_ca_file; ca_file is the same thing under a clearer name.
-type TLS struct {
-	CertFile     string `yaml:"cert_file"`
-	KeyFile      string `yaml:"key_file"`
-	CAFile       string `yaml:"ca_file"`
-	ClientCAFile string `yaml:"client_ca_file"`
-	// ServerName overrides the name the hub's certificate is checked against.
-	ServerName string `yaml:"server_name"`
 }
 
 // Budget is a token-bucket rate in messages and bytes per second (a burst of one
@@ -141,12 +132,8 @@ func (c *Config) Validate(gatewayID string) []error {
 		add("nats: url: %v", err)
 	}
 	if n.TLS != nil {
-		t := n.TLS
-		if (t.CertFile == "") != (t.KeyFile == "") {
-			add("nats: tls: cert_file and key_file go together (a client certificate and its key)")
-		}
-		if t.CAFile != "" && t.ClientCAFile != "" {
-			add("nats: tls: ca_file and client_ca_file are the same setting; give one")
+		if err := n.TLS.ValidateClient(); err != nil {
+			add("nats: %v", err)
 		}
 	}
 	if err == nil && n.TLS == nil && !n.Insecure {
@@ -218,31 +205,17 @@ func (n *NATS) urls() ([]*url.URL, error) {
 }
 
 // tlsConfig builds the client TLS configuration, or nil without a tls section.
+// It presents the certificate and trusts the CA of the moment: the files are
+// read again when they change.
 func (n *NATS) tlsConfig() (*tls.Config, error) {
-	t := n.TLS
-	if t == nil {
+	if n.TLS == nil {
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("uplink: nats: tls: loading %s and %s: %w", t.CertFile, t.KeyFile, err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	src, err := n.TLS.Source(false)
+	if err != nil {
+		return nil, fmt.Errorf("uplink: nats: %w", err)
 	}
-	ca := t.CAFile
-	if ca == "" {
-		ca = t.ClientCAFile
-	}
-	if ca != "" {
-		pool, err := etls.LoadPool(ca)
-		if err != nil {
-			return nil, fmt.Errorf("uplink: nats: tls: %w", err)
-		}
-		cfg.RootCAs = pool
-	}
-	return cfg, nil
+	return src.ClientConfig(), nil
 }
 
 // IsToken reports whether s is a non-empty run of letters, digits, '-' and '_':
