@@ -382,13 +382,17 @@ func (a *Adapter) listen() ([]*boundListener, error) {
 			if err != nil {
 				return fail(i, l.Address, err)
 			}
+			// A larger kernel buffer rides out bursts from many peers at once (the
+			// kernel caps it at net.core.rmem_max); what it cannot hold is dropped,
+			// and confirmable requests are retransmitted by their senders.
+			_ = pc.SetReadBuffer(4 << 20)
 			accept := isCoAPRequest
 			if l.Type == "dtls" {
 				accept = isDTLSHandshake
 			}
 			dropped := a.metrics.dropped
 			b.datagram = newDatagramListener(pc, accept, a.slots, a.budget, a.cfg.MaxMessageSize+dtlsOverhead(l.Type),
-				func(reason string) { dropped.WithLabelValues(reason).Inc() })
+				a.cfg.MaxConnections, func(reason string) { dropped.WithLabelValues(reason).Inc() })
 			if l.Type == "dtls" {
 				dl, err := piondtls.NewListenerWithOptions(packetListener{b.datagram}, a.dtlsServerOptions(spec)...)
 				if err != nil {

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
 
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/protocols"
@@ -405,4 +409,55 @@ func TestObserveLimits(t *testing.T) {
 		t.Fatalf("observation after a cancel: %v", err)
 	}
 	_ = obs3.Cancel(ctx)
+}
+
+// BenchmarkPushUDP measures confirmable POSTs over UDP through the adapter into a
+// hub, from parallel clients each with one request in flight.
+func BenchmarkPushUDP(b *testing.B) {
+	cfg := NewConfig()
+	cfg.Listeners = []ListenerConfig{{Type: "udp", Address: "127.0.0.1:0"}}
+	benchPush(b, cfg)
+}
+
+func benchPush(b *testing.B, cfg *Config) {
+	ad, err := cfg.New(protocols.Env{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := ad.(*Adapter)
+	hub := bridge.NewHub(bridge.HubConfig{Retain: 1 << 16, SlowPolicy: bridge.SlowDropOldest}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, hub.Ingest(bridge.ProtocolCoAP)) }()
+	defer func() {
+		cancel()
+		<-done
+		hub.Close()
+	}()
+	<-a.Ready()
+	addr := a.Addrs()[0].String()
+	body := []byte(`{"value": 21.5, "ts": "2024-05-01T12:00:00Z", "unit": "°C"}`)
+	var n atomic.Int64
+	runner := periodic(b)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := udp.Dial(addr, options.WithErrors(func(error) {}), runner)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer func() { _ = c.Close(); <-c.Done() }()
+		path := "/devices/bench-" + strconv.FormatInt(n.Add(1), 10) + "/temp"
+		for pb.Next() {
+			resp, err := c.Post(context.Background(), path, message.AppJSON, bytes.NewReader(body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if resp.Code() != codes.Changed {
+				b.Errorf("code %v", resp.Code())
+			}
+			c.ReleaseMessage(resp)
+		}
+	})
 }

@@ -22,8 +22,10 @@ import (
 //     a session (accept: a CoAP request, a DTLS handshake record) and a session slot
 //     is free (slots, shared by every listener of the adapter); otherwise it is
 //     dropped and counted.
-//   - Connections wait in a short backlog to be accepted; when it is full, the
-//     datagram is dropped, like a SYN on a full TCP backlog.
+//   - Connections wait in a backlog to be accepted; when it is full, the datagram
+//     is dropped, like a SYN on a full TCP backlog. Each connection in it holds a
+//     slot already, so the backlog may be as long as the slots allow: a burst of
+//     new peers (a fleet reconnecting) is not dropped only for arriving together.
 //   - Each connection queues at most queueLen datagrams, and all connections
 //     together at most budget bytes; beyond that datagrams are dropped, as a
 //     congested network would.
@@ -57,12 +59,11 @@ const (
 	dropBacklog       = "backlog_full"
 	dropQueue         = "queue_full"
 	dropBudget        = "memory_budget"
-	datagramBacklog   = 64
 	datagramQueueLen  = 32
 	datagramBudgetMin = 1 << 20
 )
 
-func newDatagramListener(pc *net.UDPConn, accept func([]byte) bool, sl *slots, budget *byteBudget, maxSize int, dropped func(string)) *datagramListener {
+func newDatagramListener(pc *net.UDPConn, accept func([]byte) bool, sl *slots, budget *byteBudget, maxSize, backlog int, dropped func(string)) *datagramListener {
 	l := &datagramListener{
 		pc:       pc,
 		accept:   accept,
@@ -72,7 +73,7 @@ func newDatagramListener(pc *net.UDPConn, accept func([]byte) bool, sl *slots, b
 		queueLen: datagramQueueLen,
 		dropped:  dropped,
 		peers:    make(map[netip.AddrPort]*datagramConn),
-		backlog:  make(chan *datagramConn, datagramBacklog),
+		backlog:  make(chan *datagramConn, backlog),
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
 	}

@@ -46,7 +46,7 @@ func TestDatagramListenerBounds(t *testing.T) {
 	}
 	drops := &dropCounter{n: map[string]int{}}
 	sl := newSlots(1)
-	l := newDatagramListener(pc, isCoAPRequest, sl, &byteBudget{max: 1 << 20}, 100, drops.drop)
+	l := newDatagramListener(pc, isCoAPRequest, sl, &byteBudget{max: 1 << 20}, 100, 1, drops.drop)
 	defer l.Close()
 	dial := func() *net.UDPConn {
 		c, err := net.DialUDP("udp", nil, pc.LocalAddr().(*net.UDPAddr))

@@ -215,7 +215,7 @@ func closeClient(t *testing.T, c coapClient) {
 // periodic is a periodic runner for test clients whose goroutine ends with the test
 // (go-coap's default sleeps 4 s in a goroutine of its own after the client closed,
 // which the leak check would report).
-func periodic(t *testing.T) options.PeriodicRunnerOpt {
+func periodic(t testing.TB) options.PeriodicRunnerOpt {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
