@@ -27,6 +27,7 @@ help:
 	@echo "clients - regenerate the TypeScript and Python stubs in clients/ (needs protoc, npm)"
 	@echo "bench  - throughput, latency and memory against mosquitto; prints a table"
 	@echo "demo   - the gateway on its embedded default, simulated devices, the live stream"
+	@echo "demo-kitchen - the kitchen display example: Modbus fryers, MQTT orders, the Go client"
 	@echo "fuzz   - run every fuzz target for FUZZTIME (default 30s each)"
 	@echo "image  - the container image IMAGE (default $(IMAGE)) with docker build"
 	@echo "manifests-check - Kubernetes manifests and the rendered Helm chart, decoded strictly and cross-checked"
@@ -87,6 +88,12 @@ bench: build
 
 demo: build
 	./scripts/demo.sh
+
+# The kitchen display example (examples/kitchen-display): Modbus fryers from edgesim,
+# point-of-sale terminals over MQTT, the display through the Go client library.
+demo-kitchen: build
+	cd examples && $(GO) build -trimpath -o ../$(BIN)/kitchen-display ./kitchen-display
+	./examples/kitchen-display/demo.sh
 
 FUZZTIME ?= 30s
 fuzz:
