@@ -13,6 +13,8 @@ import (
 
 	piondtls "github.com/pion/dtls/v3"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
+	grpccodes "google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/protocols"
@@ -88,6 +90,7 @@ type Adapter struct {
 var (
 	_ protocols.Adapter   = (*Adapter)(nil)
 	_ protocols.Writer    = (*Adapter)(nil)
+	_ protocols.Reader    = (*Adapter)(nil)
 	_ protocols.Readier   = (*Adapter)(nil)
 	_ protocols.Listening = (*Adapter)(nil)
 )
@@ -315,18 +318,35 @@ func (a *Adapter) Write(ctx context.Context, device, point string, v bridge.Valu
 		return ErrNotRunning
 	}
 	if err := payload.ValidName(device); err != nil {
-		return fmt.Errorf("coap: write: device %q: %w", device, err)
+		return status.Errorf(grpccodes.InvalidArgument, "coap: write: device %q: %v", device, err)
 	}
 	if err := payload.ValidName(point); err != nil {
-		return fmt.Errorf("coap: write: device %q: point %q: %w", device, point, err)
+		return status.Errorf(grpccodes.InvalidArgument, "coap: write: device %q: point %q: %v", device, point, err)
 	}
 	if v.IsZero() {
-		return fmt.Errorf("coap: write: device %q: point %q: no value", device, point)
+		return status.Errorf(grpccodes.InvalidArgument, "coap: write: device %q: point %q: no value", device, point)
 	}
 	if cd := a.clients[device]; cd != nil {
 		return cd.write(ctx, point, v)
 	}
 	return a.writePush(ctx, st, device, point, v)
+}
+
+// Read reads a point of a device the gateway is the client of, now: a GET of its
+// resource. The reading is returned, not published. A device that pushes to the
+// gateway cannot be read on demand: its latest value is in the hub's cache.
+func (a *Adapter) Read(ctx context.Context, device, point string) (*bridge.Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if a.state.Load() == nil {
+		return nil, ErrNotRunning
+	}
+	cd := a.clients[device]
+	if cd == nil {
+		return nil, fmt.Errorf("%w: device %q pushes to the gateway; read its latest value from the cache", bridge.ErrNoReader, device)
+	}
+	return cd.read(ctx, point)
 }
 
 // boundListener is a listener bound by Run.

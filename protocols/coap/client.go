@@ -26,6 +26,8 @@ import (
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/protocols/payload"
 	egtls "github.com/edgegate/edgegate/tls"
+	grpccodes "google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // The client side: devices that serve resources (coap://, coaps://, coap+tcp://,
@@ -449,7 +451,7 @@ func (cd *clientDevice) write(ctx context.Context, point string, v bridge.Value)
 		return fmt.Errorf("%w: device %q has no point %q", bridge.ErrUnknownPoint, cd.id, point)
 	}
 	if !p.writable {
-		return fmt.Errorf("%w: device %q point %q (set writable: true)", ErrNotWritable, cd.id, point)
+		return status.Error(grpccodes.InvalidArgument, fmt.Errorf("%w: device %q point %q (set writable: true)", ErrNotWritable, cd.id, point).Error())
 	}
 	conn := cd.currentConn()
 	if conn == nil {
@@ -469,7 +471,59 @@ func (cd *clientDevice) write(ctx context.Context, point string, v bridge.Value)
 		return nil
 	}
 	diag, _ := resp.ReadBody()
-	return fmt.Errorf("coap: PUT %s to device %q: %s %s", p.path, cd.id, codeName(resp.Code()), clipString(string(diag), 100))
+	return deviceRefusal(fmt.Sprintf("coap: PUT %s to device %q", p.path, cd.id), resp.Code(), string(diag))
+}
+
+// deviceRefusal is a device's error response as an error with a gRPC status: a
+// client error (4.xx) is the request's fault, FailedPrecondition; a server error
+// (5.xx), Unavailable.
+func deviceRefusal(what string, code codes.Code, diagnostic string) error {
+	gc := grpccodes.Unavailable
+	if uint8(code)>>5 == 4 {
+		gc = grpccodes.FailedPrecondition
+	}
+	return status.Errorf(gc, "%s: the device answered %s %s", what, codeName(code), clipString(diagnostic, 100))
+}
+
+// read GETs a point's resource now.
+func (cd *clientDevice) read(ctx context.Context, point string) (*bridge.Message, error) {
+	p, ok := cd.byName[point]
+	if !ok {
+		return nil, fmt.Errorf("%w: device %q has no point %q", bridge.ErrUnknownPoint, cd.id, point)
+	}
+	conn := cd.currentConn()
+	if conn == nil {
+		return nil, fmt.Errorf("coap: device %q is not connected", cd.id)
+	}
+	rctx, cancel := context.WithTimeout(ctx, cd.timeout)
+	defer cancel()
+	resp, err := conn.Get(rctx, p.path)
+	cd.a.metrics.clientRequests.WithLabelValues("GET", result(err)).Inc()
+	if err != nil {
+		return nil, fmt.Errorf("coap: GET %s of device %q: %w", p.path, cd.id, err)
+	}
+	defer conn.ReleaseMessage(resp)
+	body, _ := resp.ReadBody()
+	if resp.Code() != codes.Content {
+		return nil, deviceRefusal(fmt.Sprintf("coap: GET %s of device %q", p.path, cd.id), resp.Code(), string(body))
+	}
+	rd, err := decodePoint(cd.a.decoder, formatOf(resp.ContentFormat()), body)
+	if err != nil {
+		return nil, status.Errorf(grpccodes.DataLoss, "coap: GET %s of device %q: %v", p.path, cd.id, err)
+	}
+	labels := make(map[string]string, len(cd.labels)+1)
+	for k, v := range cd.labels {
+		labels[k] = v
+	}
+	labels[labelPath] = p.path
+	unit := rd.Unit
+	if unit == "" {
+		unit = p.unit
+	}
+	return &bridge.Message{
+		Device: cd.id, Point: p.name, Protocol: bridge.ProtocolCoAP, Value: rd.Value, Quality: rd.Quality,
+		SourceTime: rd.SourceTime, GatewayTime: time.Now(), Unit: unit, Labels: labels, Priority: p.priority,
+	}, nil
 }
 
 func result(err error) string {

@@ -2,6 +2,7 @@ package coap
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"strconv"
 	"sync"
@@ -221,6 +222,15 @@ func TestClientObserve(t *testing.T) {
 
 	dev.set("21.5")
 	e.waitValue("dev-1", "temp", "21.5")
+	if m, err := e.a.Read(ctxT(t), "dev-1", "temp"); err != nil || m.Value.String() != "21.5" || m.Unit != "°C" {
+		t.Errorf("Read: %v, %v", m, err)
+	}
+	if _, err := e.a.Read(ctxT(t), "pusher", "temp"); !errors.Is(err, bridge.ErrNoReader) {
+		t.Errorf("Read of a device that pushes: %v, want ErrNoReader", err)
+	}
+	if _, err := e.a.Read(ctxT(t), "dev-1", "nope"); !errors.Is(err, bridge.ErrUnknownPoint) {
+		t.Errorf("Read of an unknown point: %v", err)
+	}
 
 	if err := e.a.Write(ctxT(t), "dev-1", "setpoint", bridge.Double(18.5)); err != nil {
 		t.Fatalf("write: %v", err)
