@@ -42,7 +42,7 @@ type options struct {
 }
 
 // sections in the order they run; each protocol's lives in its own file.
-var sections = []string{"throughput", "latency", "memory", "journal", "uplink", "modbus", "opcua", "coap"}
+var sections = []string{"throughput", "latency", "memory", "journal", "uplink", "modbus", "opcua", "coap", "tls"}
 
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("edgebench", flag.ContinueOnError)
@@ -215,6 +215,9 @@ func bench(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	}
 	if o.runs("coap") && ctx.Err() == nil {
 		e.coapSection(ctx)
+	}
+	if o.runs("tls") && ctx.Err() == nil {
+		e.tlsSection(ctx)
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "edgebench: interrupted; every broker it started is stopped")
