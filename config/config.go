@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/functions"
 	"github.com/edgegate/edgegate/protocols"
 	etls "github.com/edgegate/edgegate/tls"
 	"gopkg.in/yaml.v3"
@@ -36,6 +37,11 @@ type Config struct {
 	Uplink *Uplink `yaml:"uplink"`
 	// Tunnels are TLS listeners each forwarding to a plain TCP device port (tls.go).
 	Tunnels []etls.TunnelConfig `yaml:"tunnels"`
+	// Functions are the edge functions (package functions; docs/functions.md).
+	Functions []functions.Config `yaml:"functions"`
+	// FunctionSet is Functions compiled at load; the gateway's pipeline takes it
+	// over (and closes it).
+	FunctionSet *functions.Set `yaml:"-"`
 	// Protocols holds each configured protocol's config by name: those with a
 	// section in the file and those named by a device.
 	Protocols map[string]protocols.Config `yaml:"-"`
@@ -122,9 +128,7 @@ const (
 
 // Sections that belong to later parts of the contract; refused with a clear error
 // rather than accepted silently.
-var notYet = map[string]string{
-	"functions": "edge functions",
-}
+var notYet = map[string]string{}
 
 // Load reads a config file.
 func Load(path string) (*Config, error) {
@@ -187,6 +191,10 @@ func Parse(b []byte) (*Config, error) {
 			err = protocols.DecodeStrict(val, c.Uplink)
 		case "tunnels":
 			err = protocols.DecodeStrict(val, &c.Tunnels)
+		case "functions":
+			if err = protocols.DecodeStrict(val, &c.Functions); err != nil {
+				c.Functions = nil // half decoded: compiling it would only add noise
+			}
 		case "devices":
 			devices = val
 		default:
@@ -196,7 +204,7 @@ func Parse(b []byte) (*Config, error) {
 			}
 			newCfg, ok := protocols.Lookup(key)
 			if !ok {
-				err = fmt.Errorf("line %d: unknown key (known: gateway, grpc, http, journal, tunnels, devices, %s)", doc.Content[i].Line, strings.Join(protocols.Names(), ", "))
+				err = fmt.Errorf("line %d: unknown key (known: gateway, grpc, http, journal, uplink, tunnels, functions, devices, %s)", doc.Content[i].Line, strings.Join(protocols.Names(), ", "))
 				break
 			}
 			pc := newCfg()
@@ -211,9 +219,16 @@ func Parse(b []byte) (*Config, error) {
 	c.setDefaults()
 	probs = append(probs, c.decodeDevices(devices)...)
 	probs = append(probs, c.validate()...)
+	// Functions last: compiling a WebAssembly module takes a while.
+	set, errs := functions.Compile(c.Functions, functions.CompileOptions{})
+	for _, err := range errs {
+		probs = append(probs, fmt.Errorf("functions: %w", err))
+	}
 	if len(probs) > 0 {
+		set.Close()
 		return nil, probs
 	}
+	c.FunctionSet = set
 	return c, nil
 }
 

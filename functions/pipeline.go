@@ -140,7 +140,9 @@ func (p *Pipeline) Swap(s *Set) error {
 		for _, f := range s.fns {
 			if o, ok := oldByKey[f.key]; ok && !kept[o] {
 				kept[o] = true
-				f.close() // the new copy's compiled module: the old one's serves
+				if f != o { // the same Set given again keeps its functions as they are
+					f.close() // the new copy's compiled module: the old one's serves
+				}
 				f = o
 			} else {
 				p.install(f)

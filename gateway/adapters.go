@@ -90,8 +90,11 @@ func (t *trackingRegisterer) unregisterAll() {
 	t.cs = nil
 }
 
-// sink is what an adapter hands its messages to.
-func (g *Gateway) sink(p bridge.Protocol) protocols.Sink { return g.hub.Ingest(p) }
+// sink is what an adapter hands its messages to: the edge functions, in front of
+// the hub.
+func (g *Gateway) sink(p bridge.Protocol) protocols.Sink {
+	return g.functions.Sink(g.hub.Ingest(p))
+}
 
 // route points the hub's writes and reads for a protocol at an adapter, or at
 // nothing when a is nil.

@@ -22,6 +22,7 @@ import (
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/bridge/journal"
 	"github.com/edgegate/edgegate/config"
+	"github.com/edgegate/edgegate/functions"
 	"github.com/edgegate/edgegate/grpcapi"
 	"github.com/edgegate/edgegate/protocols"
 	etls "github.com/edgegate/edgegate/tls"
@@ -52,6 +53,8 @@ type Gateway struct {
 	tls      *etls.Store      // every certificate, re-read when its files change (tls.go)
 	tunnels  []*etls.Tunnel
 	adapters adapterSet
+	// functions run between the adapters and the hub (package functions).
+	functions *functions.Pipeline
 	// reloadMetrics count config reloads.
 	reloadMetrics *reloadMetrics
 	started       time.Time
@@ -104,6 +107,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		hup:     make(chan struct{}, 1),
 	}
 	g.reloadMetrics = newReloadMetrics(reg)
+	g.functions = functions.New(cfg.FunctionSet, functions.Options{
+		Logger: log.With("component", "functions"), Metrics: reg, Writer: g.hub,
+	})
 	g.adapters.g = g
 	if err := g.newTLS(cfg); err != nil {
 		g.closeJournal()
@@ -259,6 +265,17 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}()
 	}
 
+	// Edge functions before the adapters, whose messages pass through them, and
+	// stopped after the adapters.
+	fnCtx, fnStop := context.WithCancel(context.WithoutCancel(ctx))
+	fnDone := make(chan struct{})
+	go func() {
+		defer close(fnDone)
+		if err := g.functions.Run(fnCtx); err != nil {
+			fail("functions", err)
+		}
+	}()
+
 	// Adapters, each with its own context so they stop before the hub closes, and
 	// one at a time when a reload says so.
 	g.adapters.ctx = context.WithoutCancel(ctx)
@@ -336,6 +353,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	stopUplink()
 	if !g.adapters.stopAll(deadline) {
 		g.log.Error("adapters did not stop in time", "timeout", deadline)
+	}
+	fnStop()
+	select {
+	case <-fnDone:
+	case <-time.After(deadline):
+		g.log.Error("edge functions did not stop in time", "timeout", deadline)
 	}
 	g.hub.Close()
 	g.closeJournal()

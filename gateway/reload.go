@@ -158,6 +158,15 @@ func (g *Gateway) Reload(ctx context.Context, next *config.Config) (ReloadResult
 			res.Restarted = append(res.Restarted, n)
 		}
 	}
+	// Edge functions swap atomically; those that did not change keep their state.
+	if next.FunctionSet != cur.FunctionSet {
+		changed := !reflect.DeepEqual(cur.Functions, next.Functions)
+		if err := g.functions.Swap(next.FunctionSet); err != nil {
+			errs = append(errs, fmt.Errorf("functions: %w", err))
+		} else if changed {
+			res.Reconfigured = append(res.Reconfigured, "functions")
+		}
+	}
 	g.setConfig(next)
 	g.reloadMetrics.needsRestart.Set(boolGauge(len(res.NeedsRestart) > 0))
 	if err := errors.Join(errs...); err != nil {
