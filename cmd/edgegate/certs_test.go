@@ -1,10 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/config"
+	"github.com/edgegate/edgegate/gateway"
 )
 
 func TestCertsInit(t *testing.T) {
@@ -38,5 +48,58 @@ func TestCertsInit(t *testing.T) {
 	}
 	if code, out, _ := runCmd(t, "certs", "help"); code != 0 || !strings.Contains(out, "--client-name") {
 		t.Errorf("certs help = %d %q", code, out)
+	}
+}
+
+// TestCertsInitServesMTLS: the files `certs init` writes, used as the README says,
+// give a gateway with mutual TLS that the client commands reach with --cacert
+// --cert --key, and that refuses them without a certificate.
+func TestCertsInitServesMTLS(t *testing.T) {
+	dir := t.TempDir()
+	if code, out, errOut := runCmd(t, "certs", "init", "--dir", dir, "--hosts", "127.0.0.1,localhost", "--client-name", "spiffe://site/ops"); code != 0 {
+		t.Fatalf("certs init = %d %q %q", code, out, errOut)
+	}
+	f := func(n string) string { return filepath.Join(dir, n) }
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+grpc:
+  listen: 127.0.0.1:0
+  tls: {cert_file: %q, key_file: %q, client_ca_file: %q}
+  authz: [{identity: "spiffe://site/ops", subscribe: ["*"], write: ["*"]}]
+http: {listen: "off"}
+`, f("server.crt"), f("server.key"), f("ca.crt"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	gctx, gstop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.Run(gctx) }()
+	defer func() {
+		gstop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	select {
+	case <-g.Ready():
+	case <-ctx.Done():
+		t.Fatal("not ready")
+	}
+	if err := g.Hub().Ingest(bridge.ProtocolMQTT).Publish(ctx, &bridge.Message{Device: "fryer-1", Point: "oil_temp", Value: bridge.Double(180)}); err != nil {
+		t.Fatal(err)
+	}
+	server := g.GRPCAddr().String()
+	var out bytes.Buffer
+	if code := run(ctx, []string{"devices", "--server", server, "--cacert", f("ca.crt"), "--cert", f("client.crt"), "--key", f("client.key")}, &out, &out); code != 0 || !strings.Contains(out.String(), "fryer-1") {
+		t.Errorf("devices with the client certificate = %d:\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := run(ctx, []string{"devices", "--server", server, "--cacert", f("ca.crt")}, &out, &out); code == 0 || !strings.Contains(out.String(), "Unauthenticated") {
+		t.Errorf("devices without a certificate = %d:\n%s", code, out.String())
 	}
 }
