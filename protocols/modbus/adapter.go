@@ -112,6 +112,9 @@ func (a *Adapter) Run(ctx context.Context, sink protocols.Sink) error {
 	}
 	a.readyOnce.Do(func() { close(a.ready) })
 	a.log.Info("modbus: polling", "devices", len(a.devices), "connections", len(a.lines))
+	// Without devices there is nothing to poll, but the adapter runs until ctx
+	// ends like any other: the gateway takes an early return for a failure.
+	<-ctx.Done()
 	wg.Wait()
 	return nil
 }

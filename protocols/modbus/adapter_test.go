@@ -373,3 +373,14 @@ func TestReadOnDemand(t *testing.T) {
 		t.Errorf("read of an unknown point: %v", err)
 	}
 }
+
+// TestNoDevices: a `modbus:` section without devices runs, idle, until stopped.
+func TestNoDevices(t *testing.T) {
+	e := start(t, testConfig())
+	select {
+	case err := <-e.done:
+		t.Fatalf("Run returned before it was stopped: %v", err)
+	default:
+	}
+	e.stop()
+}
