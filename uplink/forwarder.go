@@ -118,6 +118,7 @@ func (f *forwarder) run(sctx, ctx context.Context) error {
 	}
 	close(stop)
 	<-collected
+	f.u.savePositions()
 	f.u.setDraining(false)
 	f.u.m.inFlight.Set(0)
 	return err
@@ -348,7 +349,7 @@ func (f *forwarder) advanceLocked() {
 		acked = min(acked, s-1)
 		prio = min(prio, s-1)
 	}
-	f.u.setPositions(acked, prio)
+	f.u.setPositions(acked, prio, f.mainQ.len()+f.prioQ.len() == 0)
 }
 
 // queue is a FIFO of sequences.

@@ -20,6 +20,11 @@ func TestForwardsEveryMessageOnceInOrder(t *testing.T) {
 		s.publish("fryer 2.b", "temp °C", bridge.PriorityNormal, i)
 	}
 	s.waitAcked(30 * time.Second)
+	// Idle, the durable log has the position too (a crash now re-sends nothing).
+	waitFor(t, 5*time.Second, "the position saved in the log", func() bool {
+		pos, _ := s.j.Position(uplink.ConsumerAcked)
+		return pos == s.hub.LastSequence()
+	})
 	got := hubMessages(t, hub.ClientURL())
 	checkOnceInOrder(t, got, logSequences(t, s.j))
 	subjects := map[string]bool{}

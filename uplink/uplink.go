@@ -75,6 +75,7 @@ type Uplink struct {
 
 	acked    atomic.Uint64 // every message up to here is on the hub
 	priority atomic.Uint64 // every high and critical message up to here is on the hub
+	savedAt  time.Time     // when the positions were last handed to the log (forwarder only)
 
 	mu        sync.Mutex
 	connected bool
@@ -334,20 +335,35 @@ func (u *Uplink) setDraining(d bool) {
 	u.draining = d
 }
 
-// setPositions records the hub's acknowledged positions, in memory and in the
-// durable log (which saves them within moments and at close).
-func (u *Uplink) setPositions(acked, prio uint64) {
+// savePositionsEvery is how often the positions are handed to the durable log,
+// which itself saves them to disk every 100ms and at close: handing over every
+// acknowledgement would cost more than it gains.
+const savePositionsEvery = 10 * time.Millisecond
+
+// setPositions records the hub's acknowledged positions in memory, and in the
+// durable log at most every savePositionsEvery, or at once when nothing is in
+// flight (idle is true), so that a quiet uplink's log is never behind. Calls are
+// serialized by the forwarder.
+func (u *Uplink) setPositions(acked, prio uint64, idle bool) {
 	if acked > u.acked.Load() {
 		u.acked.Store(acked)
-		if err := u.jlog.Ack(ConsumerAcked, acked); err != nil {
-			u.log.Error("uplink: saving the acknowledged position", "err", err)
-		}
 	}
 	if prio > u.priority.Load() {
 		u.priority.Store(prio)
-		if err := u.jlog.Ack(ConsumerPriority, prio); err != nil {
-			u.log.Error("uplink: saving the priority position", "err", err)
-		}
+	}
+	if now := time.Now(); idle || now.Sub(u.savedAt) >= savePositionsEvery {
+		u.savedAt = now
+		u.savePositions()
+	}
+}
+
+// savePositions hands the positions to the durable log.
+func (u *Uplink) savePositions() {
+	if err := u.jlog.Ack(ConsumerAcked, u.acked.Load()); err != nil {
+		u.log.Error("uplink: saving the acknowledged position", "err", err)
+	}
+	if err := u.jlog.Ack(ConsumerPriority, u.priority.Load()); err != nil {
+		u.log.Error("uplink: saving the priority position", "err", err)
 	}
 }
 
