@@ -15,7 +15,7 @@ LDFLAGS   := -X github.com/edgegate/edgegate/gateway.Version=$(VERSION) -X githu
 DOCKER    ?= docker
 IMAGE     ?= ghcr.io/edgegate/edgegate:$(VERSION)
 
-.PHONY: all build test lint proto clients bench demo demo-kitchen fuzz clean help image manifests-check
+.PHONY: all build test lint proto clients bench demo demo-kitchen fuzz clean help image manifests-check functions-example
 
 all: lint test build
 
@@ -31,6 +31,7 @@ help:
 	@echo "fuzz   - run every fuzz target for FUZZTIME (default 30s each)"
 	@echo "image  - the container image IMAGE (default $(IMAGE)) with docker build"
 	@echo "manifests-check - Kubernetes manifests and the rendered Helm chart, decoded strictly and cross-checked"
+	@echo "functions-example - the example edge function in WebAssembly, $(BIN)/anomaly.wasm (docs/functions.md)"
 
 build:
 	@mkdir -p $(BIN)
@@ -46,6 +47,12 @@ test: lint
 # cross-checked against the edgegate config each pod mounts. No cluster needed.
 manifests-check:
 	cd examples && $(GO) test $(EXAMPLESTESTFLAGS) ./...
+
+# The example edge function (examples/functions/anomaly) as a WASI reactor module;
+# make bench measures it, and a config runs it with wasm: {module: bin/anomaly.wasm}.
+functions-example:
+	@mkdir -p $(BIN)
+	cd examples && GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $(abspath $(BIN))/anomaly.wasm ./functions/anomaly
 
 # A static, non-root image on distroless, the version stamped in. docker build needs
 # a Docker engine (BuildKit); podman build works the same with DOCKER=podman.

@@ -42,7 +42,7 @@ type options struct {
 }
 
 // sections in the order they run; each protocol's lives in its own file.
-var sections = []string{"throughput", "latency", "memory", "journal", "uplink", "modbus", "opcua", "coap", "tls"}
+var sections = []string{"throughput", "latency", "memory", "journal", "uplink", "modbus", "opcua", "coap", "tls", "functions"}
 
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("edgebench", flag.ContinueOnError)
@@ -218,6 +218,9 @@ func bench(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	}
 	if o.runs("tls") && ctx.Err() == nil {
 		e.tlsSection(ctx)
+	}
+	if o.runs("functions") && ctx.Err() == nil {
+		e.functionsSection(ctx)
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "edgebench: interrupted; every broker it started is stopped")
