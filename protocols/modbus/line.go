@@ -41,7 +41,7 @@ type line struct {
 
 	sink     protocols.Sink
 	tr       transport
-	attempts int // failed connection attempts in a row
+	attempts int // failures (to connect, or of a connection) since a poll last succeeded
 	lastErr  error
 	rng      *rand.Rand
 }
@@ -72,15 +72,18 @@ func (l *line) run(ctx context.Context, sink protocols.Sink) {
 	defer timer.Stop()
 	for ctx.Err() == nil {
 		if l.tr == nil {
+			// After a failure (to connect, or of the connection) wait before the next
+			// attempt; the wait grows with each failure until a poll succeeds.
+			if l.attempts > 0 && !l.idle(ctx, timer, l.backoff()) {
+				return
+			}
 			if err := l.connect(ctx); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
+				l.attempts++
 				l.lastErr = err
 				l.allDown(ctx, fmt.Errorf("connecting to %s: %w", l.ep.key(), err))
-				if !l.idle(ctx, timer, l.backoff()) {
-					return
-				}
 				continue
 			}
 			l.realign(time.Now())
@@ -114,12 +117,7 @@ func (l *line) connect(ctx context.Context) error {
 			l.tr = t
 		}
 	}
-	if err != nil {
-		l.attempts++
-		return err
-	}
-	l.attempts = 0
-	return nil
+	return err
 }
 
 // backoff is the wait before the next connection attempt: exponential from
@@ -205,6 +203,7 @@ func (l *line) poll(ctx context.Context, d *device) {
 	case c == classNone:
 		d.m.polls.Inc()
 		d.failures = 0
+		l.attempts = 0
 	case c == classCanceled || ctx.Err() != nil:
 	case c == classReconnect && l.ep.rtu() && !errors.Is(err, errIO):
 		// One unit that does not answer on a serial line does not make the line
@@ -406,6 +405,7 @@ func (l *line) drain(ctx context.Context) {
 // its points BAD until the line is back.
 func (l *line) lineDown(ctx context.Context, err error) {
 	l.closeTransport()
+	l.attempts++
 	l.lastErr = err
 	l.a.logf("modbus: connection lost; reconnecting", "connection", l.ep.key(), "err", err)
 	l.allDown(ctx, err)
