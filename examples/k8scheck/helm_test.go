@@ -180,3 +180,38 @@ func TestChartValuesDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestChartRollsOnlyForRestarts: a change of devices reaches the running gateway
+// through the file (no roll); a change of the grpc section needs a restart (a roll).
+func TestChartRollsOnlyForRestarts(t *testing.T) {
+	annotation := func(vals string) string {
+		t.Helper()
+		var v map[string]any
+		if err := yaml.Unmarshal([]byte(vals), &v); err != nil {
+			t.Fatal(err)
+		}
+		manifest, err := render(t, "edgegate", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := Decode("chart", []byte(manifest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws := Set(objs).Workloads()
+		if len(ws) != 1 {
+			t.Fatalf("%d workloads", len(ws))
+		}
+		return ws[0].Meta.Annotations["edgegate.io/restart-config"]
+	}
+	base := annotation("config: {modbus: {poll_interval: 1s}}")
+	if base == "" {
+		t.Fatal("no edgegate.io/restart-config annotation")
+	}
+	if a := annotation("config: {modbus: {poll_interval: 2s}}"); a != base {
+		t.Error("a change of a protocol section rolls the pods")
+	}
+	if a := annotation("config: {modbus: {poll_interval: 1s}}\ngrpc: {settings: {max_subscribers: 64}}"); a == base {
+		t.Error("a change of the grpc section does not roll the pods")
+	}
+}
