@@ -121,6 +121,9 @@ func (u *Uplink) handle(ctx context.Context, nc *nats.Conn, msg jetstream.Msg) {
 	cmd, derr := u.codec.decodeCommand(msg.Data(), msg.Headers().Get(HeaderExpires))
 	id := commandID(cmd, msg)
 	rec, seen := u.exec.get(id)
+	if seen && cmd != nil && rec.Device == "" {
+		rec.Device, rec.Point, rec.RequestID = cmd.req.GetDevice(), cmd.req.GetPoint(), cmd.req.GetRequestId()
+	}
 	outcome := "repeated"
 	switch {
 	case seen && !rec.Done:

@@ -2,6 +2,9 @@ package uplink_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,5 +186,51 @@ func TestCommandJSONEncoding(t *testing.T) {
 	}
 	if r := h.result(time.Second); r.GetRequestId() != "j1" || r.GetCode() != 0 {
 		t.Errorf("result: %v", r)
+	}
+}
+
+// TestInterruptedCommandNotRunAgain: a command the gateway had started when it
+// died (its id saved, no result) is answered UNKNOWN when it comes again, and
+// not run.
+func TestInterruptedCommandNotRunAgain(t *testing.T) {
+	hub := startHub(t, t.TempDir())
+	h := newHubClient(t, hub.ClientURL())
+	h.ensureCommandStream()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "uplink"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "uplink", "commands.jsonl"), []byte(`{"id":"req:half","at":"2026-01-01T00:00:00Z"}`+"\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	s := newSite(t, dir, fastConfig(hub.ClientURL()))
+	s.publish("pump", "setpoint", bridge.PriorityNormal, 1)
+	s.start()
+	h.send(&pb.WriteRequest{Device: "pump", Point: "setpoint", Value: intValue(4), RequestId: "half"}, time.Time{})
+	if r := h.result(10 * time.Second); r.GetCode() != int32(codes.Unknown) || r.GetRequestId() != "half" {
+		t.Errorf("result: %v", r)
+	}
+	if w := s.writer.list(); len(w) != 0 {
+		t.Errorf("ran again: %v", w)
+	}
+	if v := metricValue(t, s.reg, "edgegate_uplink_commands_total", "outcome", "interrupted"); v != 1 {
+		t.Errorf("interrupted = %v", v)
+	}
+}
+
+// TestNoStreamOnHub: without create_streams and without streams on the hub, the
+// uplink says what is missing and keeps trying; the site keeps its backlog.
+func TestNoStreamOnHub(t *testing.T) {
+	hub := startHub(t, t.TempDir())
+	cfg := fastConfig(hub.ClientURL())
+	cfg.CreateStreams = false
+	s := newSite(t, t.TempDir(), cfg)
+	s.publish("pump", "flow", bridge.PriorityNormal, 1, 2)
+	s.start()
+	waitFor(t, 15*time.Second, "the missing stream reported", func() bool {
+		return strings.Contains(s.up.Status().LastError, "no stream on the hub takes edgegate.data.site-1.")
+	})
+	if st := s.up.Status(); st.Backlog != 2 || st.AckedSequence != 0 {
+		t.Errorf("status: %+v", st)
 	}
 }

@@ -326,6 +326,10 @@ func (f *forwarder) collect(stop <-chan struct{}) {
 			}
 		case err := <-p.fut.Err():
 			f.u.m.pubErrors.Inc()
+			if errors.Is(err, jetstream.ErrNoStreamResponse) {
+				err = fmt.Errorf("%w: no stream on the hub takes %s (define %s there, see docs/uplink.md, or set uplink.nats.create_streams)",
+					err, DataSubject(f.u.id, "<device>", "<point>"), DataStream)
+			}
 			f.fail(fmt.Errorf("hub did not take sequence %d: %w", p.seq, err))
 			f.u.m.inFlight.Dec()
 			<-f.slots
