@@ -374,3 +374,35 @@ func TestClientsConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCertACL feeds the certificate logins' access checks arbitrary identities and
+// topic filters: no panic, and whatever is allowed is a write topic of the device
+// the identity names, or a reading on one.
+func FuzzCertACL(f *testing.F) {
+	topics, err := newTopicMap([]TopicConfig{{Pattern: DefaultTopic}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	a := newAuthorizer(&Config{Clients: []ClientConfig{{Identity: "ctl-*", Devices: []string{"oven-*"}}}})
+	for _, s := range [][2]string{
+		{"fryer-1", "devices/fryer-1/+/set"}, {"spiffe://site/fryer-1", "devices/fryer-1/oil/set"},
+		{"ctl-1", "devices/oven-2/t"}, {"x", "devices/x/#"}, {"a*b", "devices/a*b/p"}, {"", "$share/g/devices/x/+/set"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, identity, filter string) {
+		devices := a.certDevices(identity)
+		if a.allowCertRead(identity, filter) {
+			levels := strings.Split(unshare(filter), "/")
+			if len(levels) != 4 || levels[0] != "devices" || levels[3] != "set" || !matchDevice(devices, levels[1]) {
+				t.Fatalf("identity %q may read %q", identity, filter)
+			}
+		}
+		if a.allowCertPublish(identity, topics, filter) {
+			m := topics.match(filter)
+			if (m.kind != topicPoint && m.kind != topicObject) || !matchDevice(devices, m.device) {
+				t.Fatalf("identity %q may publish on %q", identity, filter)
+			}
+		}
+	})
+}
