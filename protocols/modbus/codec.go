@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -128,7 +129,9 @@ var ErrValue = errors.New("value does not fit the point")
 
 // Decode reads a value of type t from its registers' bytes as they are on the wire
 // (two bytes per register, high byte first). A bool register is true when not zero;
-// a string ends at its first NUL, and bytes that are not UTF-8 become U+FFFD.
+// a string ends at its first NUL, and bytes that are not UTF-8 become U+FFFD. A
+// float32 becomes the double of its shortest decimal form (0.1, not
+// 0.10000000149011612): the number the device's float32 stands for.
 func Decode(t Type, o ByteOrder, wire []byte) (bridge.Value, error) {
 	n := t.Registers()
 	if t == TypeString {
@@ -168,7 +171,7 @@ func Decode(t Type, o ByteOrder, wire []byte) (bridge.Value, error) {
 	case TypeUint64:
 		return bridge.Uint(binary.BigEndian.Uint64(b)), nil
 	case TypeFloat32:
-		return bridge.Double(float64(math.Float32frombits(binary.BigEndian.Uint32(b)))), nil
+		return bridge.Double(widen(math.Float32frombits(binary.BigEndian.Uint32(b)))), nil
 	case TypeFloat64:
 		return bridge.Double(math.Float64frombits(binary.BigEndian.Uint64(b))), nil
 	case TypeString:
@@ -223,7 +226,7 @@ func Encode(t Type, o ByteOrder, v bridge.Value, regs int) ([]byte, error) {
 		if !ok || v.Kind() == bridge.KindBool {
 			return nil, fmt.Errorf("%w: %s is not a number", ErrValue, v.Kind())
 		}
-		if !math.IsInf(f, 0) && !math.IsNaN(f) && math.Abs(f) > math.MaxFloat32 {
+		if !math.IsInf(f, 0) && math.IsInf(float64(float32(f)), 0) {
 			return nil, fmt.Errorf("%w: %v is out of the range of a float32", ErrValue, f)
 		}
 		b = binary.BigEndian.AppendUint32(nil, math.Float32bits(float32(f)))
@@ -248,6 +251,19 @@ func Encode(t Type, o ByteOrder, v bridge.Value, regs int) ([]byte, error) {
 	}
 	o.toBigEndian(b)
 	return b, nil
+}
+
+// widen converts a float32 to the double closest to its shortest decimal form,
+// which encodes back to the same float32.
+func widen(f float32) float64 {
+	d := float64(f)
+	if math.IsInf(d, 0) || math.IsNaN(d) {
+		return d
+	}
+	if w, err := strconv.ParseFloat(strconv.FormatFloat(d, 'g', -1, 32), 64); err == nil {
+		return w
+	}
+	return d
 }
 
 func asBool(v bridge.Value) (bool, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -34,7 +35,7 @@ var goldens = []golden{
 	{TypeUint32, bridge.Uint(0xDEADBEEF), 0, map[ByteOrder]string{ABCD: "deadbeef", CDAB: "beefdead", BADC: "addeefbe", DCBA: "efbeadde"}},
 	{TypeFloat32, bridge.Double(21.5), 0, map[ByteOrder]string{ABCD: "41ac0000", CDAB: "000041ac", BADC: "ac410000", DCBA: "0000ac41"}},
 	{TypeFloat32, bridge.Double(-1.5), 0, map[ByteOrder]string{ABCD: "bfc00000", CDAB: "0000bfc0", BADC: "c0bf0000", DCBA: "0000c0bf"}},
-	{TypeFloat32, bridge.Double(float64(float32(123.456))), 0, map[ByteOrder]string{ABCD: "42f6e979", CDAB: "e97942f6", BADC: "f64279e9", DCBA: "79e9f642"}},
+	{TypeFloat32, bridge.Double(123.456), 0, map[ByteOrder]string{ABCD: "42f6e979", CDAB: "e97942f6", BADC: "f64279e9", DCBA: "79e9f642"}},
 	{TypeInt64, bridge.Int(0x0102030405060708), 0, map[ByteOrder]string{ABCD: "0102030405060708", CDAB: "0708050603040102", BADC: "0201040306050807", DCBA: "0807060504030201"}},
 	{TypeInt64, bridge.Int(-2), 0, map[ByteOrder]string{ABCD: "fffffffffffffffe", CDAB: "fffeffffffffffff", BADC: "fffffffffffffeff", DCBA: "feffffffffffffff"}},
 	{TypeUint64, bridge.Uint(0xFEDCBA9876543210), 0, map[ByteOrder]string{ABCD: "fedcba9876543210", CDAB: "32107654ba98fedc", BADC: "dcfe98ba54761032", DCBA: "1032547698badcfe"}},
@@ -104,6 +105,29 @@ func TestDecodeEdges(t *testing.T) {
 	}{{TypeInt32, []byte{1, 2}}, {TypeFloat64, make([]byte, 6)}, {TypeString, []byte{1}}, {TypeString, nil}, {0, []byte{0, 0}}} {
 		if _, err := Decode(c.typ, ABCD, c.wire); err == nil {
 			t.Errorf("Decode(%s, %x): no error", c.typ, c.wire)
+		}
+	}
+}
+
+// A float32 reads as its shortest decimal, and writes back to the same bits.
+func TestFloat32Widening(t *testing.T) {
+	for _, f := range []float32{0.1, 123.456, -1e-7, 3.4028235e38, 1.17549435e-38, 16777217} {
+		wire, _ := Encode(TypeFloat32, ABCD, bridge.Double(float64(f)), 0)
+		v, _ := Decode(TypeFloat32, ABCD, wire)
+		d, _ := v.AsDouble()
+		if want, _ := strconv.ParseFloat(strconv.FormatFloat(float64(f), 'g', -1, 32), 64); d != want {
+			t.Errorf("%v reads as %v", f, d)
+		}
+		if again, _ := Encode(TypeFloat32, ABCD, v, 0); !bytes.Equal(again, wire) {
+			t.Errorf("%v: %x written back as %x", f, wire, again)
+		}
+	}
+	for _, bits := range []uint32{0x7F800000, 0xFF800000, 0x7FC00000} {
+		wire := []byte{byte(bits >> 24), byte(bits >> 16), byte(bits >> 8), byte(bits)}
+		v, err := Decode(TypeFloat32, ABCD, wire)
+		d, _ := v.AsDouble()
+		if err != nil || float32(d) != math.Float32frombits(bits) && !math.IsNaN(d) {
+			t.Errorf("%08x reads as %v, %v", bits, d, err)
 		}
 	}
 }
