@@ -348,17 +348,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if healthSrv != nil {
 		healthSrv.Shutdown()
 	}
-	deadline := cfg.Gateway.ShutdownTimeout
+	// shutdown_timeout bounds the whole stop, so that it fits a pod's grace period:
+	// each stage gets what the earlier ones left.
+	end := time.Now().Add(cfg.Gateway.ShutdownTimeout)
+	left := func() time.Duration { return max(time.Until(end), 0) }
 	stopTunnels()
 	stopUplink()
-	if !g.adapters.stopAll(deadline) {
-		g.log.Error("adapters did not stop in time", "timeout", deadline)
+	if !g.adapters.stopAll(left()) {
+		g.log.Error("adapters did not stop in time", "timeout", cfg.Gateway.ShutdownTimeout)
 	}
 	fnStop()
 	select {
 	case <-fnDone:
-	case <-time.After(deadline):
-		g.log.Error("edge functions did not stop in time", "timeout", deadline)
+	case <-time.After(left()):
+		g.log.Error("edge functions did not stop in time", "timeout", cfg.Gateway.ShutdownTimeout)
 	}
 	g.hub.Close()
 	g.closeJournal()
@@ -370,8 +373,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}()
 		select {
 		case <-stopped:
-		case <-time.After(deadline):
-			g.log.Warn("grpc graceful stop timed out; closing connections", "timeout", deadline)
+		case <-time.After(left()):
+			g.log.Warn("grpc graceful stop timed out; closing connections", "timeout", cfg.Gateway.ShutdownTimeout)
 			grpcSrv.Stop()
 			<-stopped
 		}
@@ -379,7 +382,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		grpcLn.Close()
 	}
 	if httpSrv != nil {
-		sctx, scancel := context.WithTimeout(context.Background(), deadline)
+		sctx, scancel := context.WithTimeout(context.Background(), left())
 		if err := httpSrv.Shutdown(sctx); err != nil {
 			httpSrv.Close()
 		}
