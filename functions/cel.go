@@ -13,7 +13,6 @@ import (
 	"cel.dev/cel-go/ext"
 	"cel.dev/cel-go/interpreter"
 	"github.com/edgegate/edgegate/bridge"
-	"github.com/edgegate/edgegate/grpcapi"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 )
 
@@ -335,7 +334,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return a.m.Labels, true
 	case varMsg:
 		if a.msg == nil {
-			a.msg = grpcapi.ToProto(a.m)
+			a.msg = toProto(a.m)
 		}
 		return a.msg, true
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"math/bits"
 	"os"
 	"strings"
 	"sync"
@@ -151,7 +152,15 @@ type instance struct {
 	alloc   api.Function
 	process api.Function
 	stderr  *headWriter
+	// The input buffer the last alloc returned: kept by the module until the
+	// next alloc, and used for every batch that fits.
+	inPtr, inCap uint32
+	stack        []uint64
 }
+
+// minInput is the smallest input buffer asked for; larger ones are asked for in
+// powers of two, so that alloc is called a few times in an instance's life.
+const minInput = 4096
 
 func (w *wasmModule) instantiate(ctx context.Context) (*instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, initTimeout)
@@ -173,6 +182,7 @@ func (w *wasmModule) instantiate(ctx context.Context) (*instance, error) {
 		alloc:   mod.ExportedFunction(exportAlloc),
 		process: mod.ExportedFunction(exportProcess),
 		stderr:  stderr,
+		stack:   make([]uint64, 2),
 	}, nil
 }
 
@@ -183,19 +193,22 @@ func (in *instance) call(ctx context.Context, batch []byte) ([]byte, error) {
 	if uint64(len(batch)) > 1<<31 {
 		return nil, errors.New("batch too large")
 	}
-	res, err := in.alloc.Call(ctx, uint64(len(batch)))
-	if err != nil {
-		return nil, withStderr(fmt.Errorf("alloc: %w", err), in.stderr)
+	if uint32(len(batch)) > in.inCap {
+		size := max(minInput, uint32(1)<<bits.Len32(uint32(len(batch))-1))
+		in.stack[0] = uint64(size)
+		if err := in.alloc.CallWithStack(ctx, in.stack); err != nil {
+			return nil, withStderr(fmt.Errorf("alloc: %w", err), in.stderr)
+		}
+		in.inPtr, in.inCap = uint32(in.stack[0]), size
 	}
-	ptr := uint32(res[0])
-	if !in.mod.Memory().Write(ptr, batch) {
-		return nil, fmt.Errorf("alloc(%d) returned %#x, outside the module's memory", len(batch), ptr)
+	if !in.mod.Memory().Write(in.inPtr, batch) {
+		return nil, fmt.Errorf("alloc(%d) returned %#x, outside the module's memory", in.inCap, in.inPtr)
 	}
-	res, err = in.process.Call(ctx, uint64(ptr), uint64(len(batch)))
-	if err != nil {
+	in.stack[0], in.stack[1] = uint64(in.inPtr), uint64(len(batch))
+	if err := in.process.CallWithStack(ctx, in.stack); err != nil {
 		return nil, withStderr(fmt.Errorf("process: %w", err), in.stderr)
 	}
-	optr, olen := uint32(res[0]>>32), uint32(res[0])
+	optr, olen := uint32(in.stack[0]>>32), uint32(in.stack[0])
 	if olen == 0 {
 		return nil, nil
 	}

@@ -3,6 +3,8 @@ package functions
 import (
 	"errors"
 	"fmt"
+	"math"
+	"time"
 	"unicode/utf8"
 
 	"github.com/edgegate/edgegate/bridge"
@@ -52,19 +54,178 @@ func toProto(m *bridge.Message) *pb.Message {
 	return out
 }
 
-// encodeBatch appends the Batch of msgs to b.
-func encodeBatch(b []byte, msgs []*bridge.Message) ([]byte, error) {
-	opts := proto.MarshalOptions{Deterministic: true}
+// encodeBatch appends the Batch of msgs to b. It writes the wire format directly
+// (what proto.Marshal of toProto(m) writes, without its reflection and
+// allocations: this is the hot path of every WebAssembly function).
+func encodeBatch(b []byte, msgs []*bridge.Message) []byte {
 	for _, m := range msgs {
-		p := toProto(m)
 		b = protowire.AppendTag(b, fieldMessages, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(opts.Size(p)))
-		var err error
-		if b, err = opts.MarshalAppend(b, p); err != nil {
-			return nil, fmt.Errorf("device %q point %q: %w", m.Device, m.Point, err)
-		}
+		b = protowire.AppendVarint(b, uint64(messageSize(m)))
+		b = appendMessage(b, m)
 	}
-	return b, nil
+	return b
+}
+
+// The field numbers of edgegate.v1.Message, Value and google.protobuf.Timestamp.
+const (
+	msgSequence    = 1
+	msgDevice      = 2
+	msgPoint       = 3
+	msgProtocol    = 4
+	msgValue       = 5
+	msgQuality     = 6
+	msgSourceTime  = 7
+	msgGatewayTime = 8
+	msgUnit        = 9
+	msgLabels      = 10
+	msgPriority    = 11
+)
+
+func appendMessage(b []byte, m *bridge.Message) []byte {
+	b = appendVarintField(b, msgSequence, m.Sequence)
+	b = appendStringField(b, msgDevice, m.Device)
+	b = appendStringField(b, msgPoint, m.Point)
+	b = appendVarintField(b, msgProtocol, uint64(m.Protocol))
+	if vs := valueSize(m.Value); vs > 0 {
+		b = protowire.AppendTag(b, msgValue, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(vs))
+		b = appendValue(b, m.Value)
+	}
+	b = appendVarintField(b, msgQuality, uint64(m.Quality))
+	b = appendTimeField(b, msgSourceTime, m.SourceTime)
+	b = appendTimeField(b, msgGatewayTime, m.GatewayTime)
+	b = appendStringField(b, msgUnit, m.Unit)
+	for k, v := range m.Labels {
+		b = protowire.AppendTag(b, msgLabels, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(labelSize(k, v)))
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, k)
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendString(b, v)
+	}
+	return appendVarintField(b, msgPriority, uint64(m.Priority))
+}
+
+func messageSize(m *bridge.Message) int {
+	n := varintFieldSize(msgSequence, m.Sequence) + stringFieldSize(m.Device) + stringFieldSize(m.Point) +
+		varintFieldSize(msgProtocol, uint64(m.Protocol)) + varintFieldSize(msgQuality, uint64(m.Quality)) +
+		timeFieldSize(m.SourceTime) + timeFieldSize(m.GatewayTime) + stringFieldSize(m.Unit) +
+		varintFieldSize(msgPriority, uint64(m.Priority))
+	if vs := valueSize(m.Value); vs > 0 {
+		n += 1 + protowire.SizeBytes(vs)
+	}
+	for k, v := range m.Labels {
+		n += 1 + protowire.SizeBytes(labelSize(k, v))
+	}
+	return n
+}
+
+func labelSize(k, v string) int { return 2 + protowire.SizeBytes(len(k)) + protowire.SizeBytes(len(v)) }
+
+// appendValue writes the Value's one field; like protobuf, a zero number is
+// still written, since a oneof member is present even when zero.
+func appendValue(b []byte, v bridge.Value) []byte {
+	switch v.Kind() {
+	case bridge.KindDouble:
+		f, _ := v.AsDouble()
+		b = protowire.AppendTag(b, 1, protowire.Fixed64Type)
+		return protowire.AppendFixed64(b, math.Float64bits(f))
+	case bridge.KindInt:
+		i, _ := v.AsInt()
+		b = protowire.AppendTag(b, 2, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(i))
+	case bridge.KindUint:
+		u, _ := v.AsUint()
+		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		return protowire.AppendVarint(b, u)
+	case bridge.KindBool:
+		x, _ := v.AsBool()
+		b = protowire.AppendTag(b, 4, protowire.VarintType)
+		return protowire.AppendVarint(b, protowire.EncodeBool(x))
+	case bridge.KindString:
+		s, _ := v.AsString()
+		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		return protowire.AppendString(b, s)
+	case bridge.KindBytes:
+		raw, _ := v.AsBytes()
+		b = protowire.AppendTag(b, 6, protowire.BytesType)
+		return protowire.AppendBytes(b, raw)
+	}
+	return b
+}
+
+func valueSize(v bridge.Value) int {
+	switch v.Kind() {
+	case bridge.KindDouble:
+		return 1 + 8
+	case bridge.KindInt:
+		i, _ := v.AsInt()
+		return 1 + protowire.SizeVarint(uint64(i))
+	case bridge.KindUint:
+		u, _ := v.AsUint()
+		return 1 + protowire.SizeVarint(u)
+	case bridge.KindBool:
+		return 2
+	case bridge.KindString:
+		s, _ := v.AsString()
+		return 1 + protowire.SizeBytes(len(s))
+	case bridge.KindBytes:
+		raw, _ := v.AsBytes()
+		return 1 + protowire.SizeBytes(len(raw))
+	}
+	return 0
+}
+
+// Proto3 leaves out fields with zero values.
+func appendVarintField(b []byte, num protowire.Number, x uint64) []byte {
+	if x == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, x)
+}
+
+func varintFieldSize(_ protowire.Number, x uint64) int {
+	if x == 0 {
+		return 0
+	}
+	return 1 + protowire.SizeVarint(x)
+}
+
+func appendStringField(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func stringFieldSize(s string) int {
+	if s == "" {
+		return 0
+	}
+	return 1 + protowire.SizeBytes(len(s))
+}
+
+func appendTimeField(b []byte, num protowire.Number, t time.Time) []byte {
+	if t.IsZero() {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(timeSize(t)))
+	b = appendVarintField(b, 1, uint64(t.Unix()))
+	return appendVarintField(b, 2, uint64(int64(t.Nanosecond())))
+}
+
+func timeSize(t time.Time) int {
+	return varintFieldSize(1, uint64(t.Unix())) + varintFieldSize(2, uint64(int64(t.Nanosecond())))
+}
+
+func timeFieldSize(t time.Time) int {
+	if t.IsZero() {
+		return 0
+	}
+	return 1 + protowire.SizeBytes(timeSize(t))
 }
 
 // output is a decoded Output.

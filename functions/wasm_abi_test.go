@@ -98,33 +98,49 @@ func TestDecodeOutputRefuses(t *testing.T) {
 	}
 }
 
+// TestEncodeBatch: the direct encoder writes what protobuf writes for the same
+// message.
 func TestEncodeBatch(t *testing.T) {
-	src := &bridge.Message{Device: "d", Point: "p", Protocol: bridge.ProtocolCoAP, Value: bridge.Int(-3), Unit: "u",
-		Labels: map[string]string{"a": "b"}, SourceTime: time.Unix(10, 5).UTC(), Priority: bridge.PriorityLow}
-	b, err := encodeBatch(nil, []*bridge.Message{src, src})
-	if err != nil {
-		t.Fatal(err)
+	base := func() *bridge.Message {
+		return &bridge.Message{Device: "d", Point: "p", Protocol: bridge.ProtocolCoAP, Value: bridge.Int(-3), Unit: "°C",
+			Labels: map[string]string{"a": "b", "": "empty key", "c": ""}, SourceTime: time.Unix(10, 5).UTC(), Priority: bridge.PriorityLow}
 	}
-	n := 0
-	for len(b) > 0 {
+	var cases []*bridge.Message
+	for _, v := range []bridge.Value{bridge.Double(0), bridge.Double(-1.5), bridge.Int(0), bridge.Int(-1 << 62), bridge.Uint(0), bridge.Uint(1 << 63),
+		bridge.Bool(false), bridge.Bool(true), bridge.String(""), bridge.String("frying ✓"), bridge.Bytes(nil), bridge.Bytes([]byte{0, 1, 255})} {
+		m := base()
+		m.Value = v
+		cases = append(cases, m)
+	}
+	bare := &bridge.Message{Device: "d", Point: "p", Value: bridge.Double(1)}
+	old := base()
+	old.SourceTime, old.GatewayTime, old.Sequence = time.Unix(-86400*365, 999_999_999), time.Unix(1<<40, 1), 1<<50
+	old.Quality = bridge.QualityBad
+	cases = append(cases, bare, old)
+	b := encodeBatch(nil, cases)
+	for i, m := range cases {
 		num, typ, l := protowire.ConsumeTag(b)
 		if num != fieldMessages || typ != protowire.BytesType {
-			t.Fatalf("field %d type %d", num, typ)
+			t.Fatalf("message %d: field %d type %d", i, num, typ)
 		}
 		v, l2 := protowire.ConsumeBytes(b[l:])
+		if l2 < 0 {
+			t.Fatalf("message %d: %v", i, protowire.ParseError(l2))
+		}
 		b = b[l+l2:]
-		var m pb.Message
-		if err := proto.Unmarshal(v, &m); err != nil {
-			t.Fatal(err)
+		var got pb.Message
+		if err := proto.Unmarshal(v, &got); err != nil {
+			t.Fatalf("message %d: %v", i, err)
 		}
-		if m.Device != "d" || m.GetValue().GetIntValue() != -3 || m.Protocol != pb.Protocol_PROTOCOL_COAP || m.SourceTime.AsTime() != src.SourceTime ||
-			m.GatewayTime != nil || m.Sequence != 0 || m.Labels["a"] != "b" {
-			t.Errorf("message %v", &m)
+		if want := toProto(m); !proto.Equal(&got, want) {
+			t.Errorf("message %d:\n got %v\nwant %v", i, &got, want)
 		}
-		n++
+		if want, _ := proto.Marshal(toProto(m)); len(v) != len(want) {
+			t.Errorf("message %d: %d bytes; protobuf writes %d", i, len(v), len(want))
+		}
 	}
-	if n != 2 {
-		t.Errorf("%d messages", n)
+	if len(b) > 0 {
+		t.Errorf("%d bytes left", len(b))
 	}
 }
 

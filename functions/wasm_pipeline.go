@@ -103,11 +103,8 @@ func (p *Pipeline) callWASM(ctx context.Context, f *function, shard int, chunk [
 			batchBuffers.Put(bp)
 		}
 	}()
-	in, err := encodeBatch((*bp)[:0], chunk)
+	in := encodeBatch((*bp)[:0], chunk)
 	*bp = in
-	if err != nil {
-		return nil, reasonError, err
-	}
 	cctx, cancel := context.WithTimeout(ctx, f.cfg.WASM.Timeout)
 	defer cancel()
 	inst, err := f.pool.get(shard, cctx, ctx)

@@ -57,7 +57,7 @@ func TestDetector(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := anomalies(t, out)
-	if len(got) != 1 || got[0].device != "fryer-1" || got[0].point != "oil_temp_anomaly" || got[0].value < Threshold {
+	if len(got) != 1 || string(got[0].device) != "fryer-1" || string(got[0].point) != "oil_temp_anomaly" || got[0].value < Threshold {
 		t.Fatalf("a jump to 240: got %+v, want one oil_temp_anomaly above %v", got, Threshold)
 	}
 }
