@@ -216,6 +216,18 @@ func TestScale(t *testing.T) {
 	if _, err := p.encode(bridge.Double(4000)); !errors.Is(err, ErrValue) {
 		t.Errorf("encode 4000 (raw 40400, beyond int16): %v", err)
 	}
+	// The binary noise of the arithmetic does not show.
+	if v, _ := p.decode([]byte{0x01, 0x93}, 0); !v.Equal(bridge.Double(0.3)) { // 403 × 0.1 − 40
+		t.Errorf("403 × 0.1 - 40 = %#v", v)
+	}
+	for _, c := range []struct{ x, mag, want float64 }{
+		{40.300000000000004, 40.3, 40.3}, {0.30000000000000004, 0.3, 0.3}, {1e20 + 1, 1e20, 1e20},
+		{123456789012345678, 123456789012345678, 123456789012346000}, {-2.5e-300, 2.5e-300, -2.5e-300}, {0, 1, 0},
+	} {
+		if got := roundTo(c.x, c.mag); got != c.want {
+			t.Errorf("roundTo(%v, %v) = %v, want %v", c.x, c.mag, got, c.want)
+		}
+	}
 	// An offset alone makes a double too.
 	p, _ = compilePoint(PointConfig{Name: "u", Register: "input", Address: ptr(3), Type: "uint16", Offset: &offset}, MaxReadRegisters)
 	if v, _ := p.decode([]byte{0, 0, 0, 0, 0, 0, 0, 50}, 0); !v.Equal(bridge.Double(10)) {

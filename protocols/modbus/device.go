@@ -58,7 +58,30 @@ func (p *point) decode(data []byte, start uint16) (bridge.Value, error) {
 		return v, err
 	}
 	f, _ := v.Float()
-	return bridge.Double(f*p.scale + p.offset), nil
+	a := f * p.scale
+	return bridge.Double(roundTo(a+p.offset, max(math.Abs(a), math.Abs(p.offset)))), nil
+}
+
+// roundTo rounds x to 15 significant digits of mag, the largest term it was summed
+// from: all a double holds for certain. So 403 × 0.1 − 40 reads as 0.3, not
+// 0.300000000000004.
+func roundTo(x, mag float64) float64 {
+	if math.IsInf(x, 0) || math.IsNaN(x) || x == 0 || mag == 0 || math.IsInf(mag, 0) {
+		return x
+	}
+	digits := 14 - int(math.Floor(math.Log10(mag)))
+	var text string
+	switch {
+	case digits < 0 || digits > 300:
+		text = strconv.FormatFloat(x, 'g', 15, 64)
+	default:
+		text = strconv.FormatFloat(x, 'f', digits, 64)
+	}
+	r, err := strconv.ParseFloat(text, 64)
+	if err != nil {
+		return x
+	}
+	return r
 }
 
 // encode turns a value written by a client into the point's wire bytes (registers),
