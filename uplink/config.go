@@ -142,7 +142,7 @@ func (c *Config) Validate(gatewayID string) []error {
 				continue
 			}
 			if !etls.IsLocal(u.Host) {
-				add("nats: url: %s: %v; use tls://, a tls section, a loopback hub, or insecure: true", u.Host, etls.ErrPlaintext)
+				add("nats: url: %s: plaintext to a hub that is not on loopback; use tls://, a tls section, or insecure: true", u.Host)
 			}
 		}
 	}
