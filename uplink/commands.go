@@ -217,7 +217,11 @@ func (u *Uplink) publishResult(ctx context.Context, nc *nats.Conn, rec cmdRecord
 	if err := nc.PublishMsg(m); err != nil {
 		return err
 	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.cfg.AckTimeout)
+	d := u.cfg.AckTimeout
+	if ctx.Err() != nil {
+		d = min(d, time.Second) // stopping: the gateway's shutdown_timeout is running
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
 	defer cancel()
 	return nc.FlushWithContext(fctx)
 }
