@@ -197,9 +197,9 @@ func TestIllegalAddress(t *testing.T) {
 	}
 	e := start(t, testConfig(device("d", s.Addr(), 1,
 		pc("a", "holding", 0, "uint16"), pc("b", "holding", 1, "uint16"), pc("c", "holding", 2, "uint16"),
-		pc("beyond", "holding", 2000, "uint16"))))
+		pc("d", "holding", 3, "uint16"), pc("beyond", "holding", 2000, "uint16"))))
 	got := map[string]*bridge.Message{}
-	for len(got) < 4 {
+	for len(got) < 5 {
 		m := e.next("the first readings", func(m *bridge.Message) bool { return got[m.Point] == nil })
 		got[m.Point] = m
 	}
@@ -223,13 +223,13 @@ func TestIllegalAddress(t *testing.T) {
 	if n := e.metric("edgegate_modbus_points_bad", "device", "d"); n != 2 {
 		t.Errorf("points_bad = %v", n)
 	}
-	// A refused point is not asked again before bad_point_retry: each poll reads a
-	// and c only.
+	// A refused point is not asked again before bad_point_retry, and the points
+	// around it are read without it: each poll reads a, and c with d.
 	e.polls("d", 3)
 	before := s.Requests()
 	e.polls("d", 4)
 	if n := s.Requests() - before; n < 6 || n > 10 {
-		t.Errorf("%d requests in 4 polls, want 2 a poll (a and c alone)", n)
+		t.Errorf("%d requests in 4 polls, want 2 a poll (a; c and d)", n)
 	}
 }
 
@@ -383,4 +383,28 @@ func TestNoDevices(t *testing.T) {
 	default:
 	}
 	e.stop()
+}
+
+// TestGapRefused: a request refused because it spans a register the device does not
+// have (no point is there) is split; every point stays GOOD, and the points on
+// either side of the hole are read in one request each from then on.
+func TestGapRefused(t *testing.T) {
+	s := newSim(t, sim.Options{})
+	if err := s.Refuse(1, sim.Holding, 2); err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, testConfig(device("g", s.Addr(), 1,
+		pc("x0", "holding", 0, "uint16"), pc("x1", "holding", 1, "uint16"), pc("x3", "holding", 3, "uint16"), pc("x4", "holding", 4, "uint16"))))
+	for _, p := range []string{"x0", "x1", "x3", "x4"} {
+		e.point("g", p, bridge.QualityGood)
+	}
+	e.polls("g", 2)
+	before := s.Requests()
+	e.polls("g", 4)
+	if n := s.Requests() - before; n < 6 || n > 10 {
+		t.Errorf("%d requests in 4 polls, want 2 a poll (x0-x1 and x3-x4)", n)
+	}
+	if n := e.metric("edgegate_modbus_points_bad", "device", "g"); n != 0 {
+		t.Errorf("points_bad = %v", n)
+	}
 }

@@ -40,8 +40,8 @@ type point struct {
 	lastQ     bridge.Quality // and its quality
 	lastPub   time.Time
 	published bool
-	isolated  bool      // read alone: a request with it and others was refused
-	badUntil  time.Time // refused alone: not read again before this
+	split     splitLevel // how far requests with it were split after refusals
+	badUntil  time.Time  // refused alone: not read again before this
 }
 
 // end is one past the point's last register or bit.
@@ -141,6 +141,19 @@ func (p *point) unchanged(v bridge.Value) bool {
 	return v.Equal(p.last)
 }
 
+// splitLevel records what a point's refused requests taught: a request that spans
+// registers the device does not have is refused whole, so after a refusal the
+// points of the request are read alone; those the device answers then join others
+// only where no register lies between them, and those it answers only alone stay
+// alone.
+type splitLevel uint8
+
+const (
+	splitNone       splitLevel = iota // joins others within max_gap
+	splitContiguous                   // joins others only without a gap
+	splitAlone                        // read alone
+)
+
 // block is one read request: a run of points of one table of one device.
 type block struct {
 	kind   registerKind
@@ -153,7 +166,8 @@ type block struct {
 // planBlocks groups a device's points into as few read requests as the limits allow:
 // points of a table in address order join a request while the registers between
 // them number at most maxGap (maxBitGap for bits) and the request stays within
-// maxRegs registers (maxBits bits). Isolated points get a request each.
+// maxRegs registers (maxBits bits). Points split after refusals join others only
+// without a gap, or not at all (see splitLevel).
 func planBlocks(points []*point, maxGap, maxBitGap, maxRegs, maxBits int) []*block {
 	sorted := slices.Clone(points)
 	slices.SortStableFunc(sorted, func(a, b *point) int {
@@ -165,16 +179,21 @@ func planBlocks(points []*point, maxGap, maxBitGap, maxRegs, maxBits int) []*blo
 	var out []*block
 	var cur *block
 	curEnd := 0
+	curSplit := splitNone // the most split point of cur
 	for _, p := range sorted {
 		limit, gap := maxRegs, maxGap
 		if p.kind.bits() {
 			limit, gap = maxBits, maxBitGap
 		}
 		end := max(curEnd, p.end())
-		if cur != nil && !p.isolated && !cur.points[0].isolated && cur.kind == p.kind &&
+		if cur != nil && (p.split != splitNone || curSplit != splitNone) {
+			gap = 0
+		}
+		if cur != nil && p.split != splitAlone && curSplit != splitAlone && cur.kind == p.kind &&
 			int(p.addr)-curEnd <= gap && end-int(cur.start) <= limit {
 			cur.points = append(cur.points, p)
 			curEnd = end
+			curSplit = max(curSplit, p.split)
 			continue
 		}
 		if cur != nil {
@@ -183,6 +202,7 @@ func planBlocks(points []*point, maxGap, maxBitGap, maxRegs, maxBits int) []*blo
 		}
 		cur = &block{kind: p.kind, start: p.addr, points: []*point{p}}
 		curEnd = p.end()
+		curSplit = p.split
 	}
 	if cur != nil {
 		cur.count = uint16(curEnd - int(cur.start))
@@ -211,13 +231,14 @@ type device struct {
 	byName    map[string]*point
 	m         deviceMetrics
 
-	blocks   []*block
-	due      time.Time
-	state    bridge.DeviceState
-	errText  string
-	bad      int // points currently BAD
-	failures int // RTU: polls in a row the unit did not answer
-	msgs     []*bridge.Message
+	blocks    []*block
+	due       time.Time
+	state     bridge.DeviceState
+	errText   string
+	bad       int  // points currently BAD
+	failures  int  // RTU: polls in a row the unit did not answer
+	replanned bool // a request was split: plan the blocks again
+	msgs      []*bridge.Message
 }
 
 type deviceMetrics struct {

@@ -288,7 +288,7 @@ func (l *line) readBlock(ctx context.Context, d *device, b *block, now time.Time
 		d.m.errors.WithLabelValues(errLabel(err)).Inc()
 		if len(b.points) == 1 {
 			p := b.points[0]
-			p.isolated = true
+			p.split = splitAlone
 			p.badUntil = now.Add(l.a.cfg.BadPointRetry)
 			if p.lastQ != bridge.QualityBad {
 				l.a.logf("modbus: point refused by the device; it is BAD and read again after bad_point_retry",
@@ -297,9 +297,18 @@ func (l *line) readBlock(ctx context.Context, d *device, b *block, now time.Time
 			d.reportBad(p, now)
 			return fmt.Errorf("point %q (%s %d): %w", p.name, p.kind, p.addr, err), nil
 		}
+		// The points that read alone may join their neighbours again, without a
+		// gap; if such a request is refused too, they are read alone from then on.
+		level := splitContiguous
 		for _, p := range b.points {
-			p.isolated = true
+			if p.split != splitNone {
+				level = splitAlone
+			}
 		}
+		for _, p := range b.points {
+			p.split = max(p.split, level)
+		}
+		d.replanned = true
 		for _, p := range b.points {
 			perr, err := l.readBlock(ctx, d, singleBlock(p), now)
 			if perr != nil && pointErr == nil {
@@ -318,19 +327,12 @@ func singleBlock(p *point) *block {
 	return &block{kind: p.kind, start: p.addr, count: uint16(p.regs), points: []*point{p}, req: readRequest(p.kind, p.addr, uint16(p.regs))}
 }
 
-// replan reports whether a point was isolated since the blocks were planned.
+// replan reports, once, whether a request of d was split since its blocks were
+// planned.
 func (d *device) replan() bool {
-	for _, b := range d.blocks {
-		if len(b.points) < 2 {
-			continue
-		}
-		for _, p := range b.points {
-			if p.isolated {
-				return true
-			}
-		}
-	}
-	return false
+	r := d.replanned
+	d.replanned = false
+	return r
 }
 
 // exchange runs one request, retrying it after a growing wait while the device

@@ -61,11 +61,19 @@ func TestPlanBlocks(t *testing.T) {
 	if got := describe(planBlocks(coils, 0, 0, 125, MaxReadBits)); got != "[coil 0+2000:2000][coil 2000+1:1]" {
 		t.Errorf("2001 coils: %s", got)
 	}
-	// Isolated points are read alone.
+	// Points read alone are planned alone; points split once join only without a gap.
 	ps := []*point{pt(kindHolding, 0, TypeUint16), pt(kindHolding, 1, TypeUint16), pt(kindHolding, 2, TypeUint16)}
-	ps[1].isolated = true
+	ps[1].split = splitAlone
 	if got := describe(planBlocks(ps, 8, 64, 125, MaxReadBits)); got != "[holding 0+1:1][holding 1+1:1][holding 2+1:1]" {
-		t.Errorf("isolated: %s", got)
+		t.Errorf("alone: %s", got)
+	}
+	ps = []*point{pt(kindHolding, 0, TypeUint16), pt(kindHolding, 1, TypeUint16), pt(kindHolding, 3, TypeUint16),
+		pt(kindHolding, 4, TypeUint16), pt(kindHolding, 6, TypeUint16)}
+	for _, p := range ps[:4] {
+		p.split = splitContiguous
+	}
+	if got := describe(planBlocks(ps, 8, 64, 125, MaxReadBits)); got != "[holding 0+2:2][holding 3+2:2][holding 6+1:1]" {
+		t.Errorf("contiguous: %s", got)
 	}
 	// Every block's request reads what the block covers.
 	for _, b := range planBlocks([]*point{pt(kindInput, 7, TypeInt32)}, 8, 64, 125, MaxReadBits) {
