@@ -18,8 +18,9 @@
 // Errors are classified. A Modbus exception is an Exception that errors.Is matches.
 // "Server busy" and "acknowledge" are retried after a growing wait, busy_retries
 // times; an illegal address, function or value marks only the refused points BAD
-// (a request of several points is split, from then on, into single reads) and the
-// rest are polled as before; other exceptions put the device in error. A timeout, a
+// (a request of several points is split into single reads; the points the device
+// answers alone are read with their direct neighbours from then on, without the
+// gaps) and the rest are polled as before; other exceptions put the device in error. A timeout, a
 // transaction-id mismatch or a malformed frame drops the TCP connection (a late
 // answer must never be read as the next one) and reconnects after an exponential
 // backoff with jitter; on an RTU line the unit is marked disconnected and the line
