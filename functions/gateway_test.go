@@ -2,8 +2,10 @@ package functions_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -178,5 +180,42 @@ func TestGatewayReloadSwapsFunctions(t *testing.T) {
 	m, err := stream.Recv()
 	if err != nil || m.GetPoint() != "oil_temp_f" || m.GetValue().GetDoubleValue() != 293.15 {
 		t.Fatalf("derived after the reload: %v %v; want the new expression's 293.15", m, err)
+	}
+}
+
+// TestExampleConfig runs examples/functions/edgegate.yaml (on ports picked at run
+// time): a jump in a fryer's steady oil temperature reaches a subscriber as
+// oil_temp_anomaly, from the example WebAssembly module.
+func TestExampleConfig(t *testing.T) {
+	src, err := os.ReadFile("../examples/functions/edgegate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.NewReplacer(
+		"bin/anomaly.wasm", functions.ExampleModule(t),
+		"timeout: 50ms", "timeout: 10s", // a loaded machine with the race detector is not a kitchen
+		"127.0.0.1:50051", "127.0.0.1:0", "127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:1883", "127.0.0.1:0",
+	).Replace(string(src))
+	r := startGateway(t, cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	stream, err := r.client.Subscribe(ctx, &pb.SubscribeRequest{Points: []string{"*_anomaly"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Header(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		r.publish(t, "devices/fryer-1/oil_temp", fmt.Sprint(180+i%3))
+	}
+	r.publish(t, "devices/fryer-1/oil_temp", "240")
+	m, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.GetDevice() != "fryer-1" || m.GetPoint() != "oil_temp_anomaly" || m.GetValue().GetDoubleValue() < 4 ||
+		m.GetPriority() != pb.Priority_PRIORITY_HIGH || m.GetLabels()[functions.LabelDerivedFrom] != "anomaly" {
+		t.Errorf("anomaly %v", m)
 	}
 }

@@ -1,0 +1,4 @@
+package functions
+
+// ExampleModule builds examples/functions/anomaly for the external tests.
+var ExampleModule = exampleModule
