@@ -229,7 +229,12 @@ func errValuef(format string, args ...any) error {
 }
 
 // logf logs a warning through the rate limit: what devices cause, they can cause often.
-func (a *Adapter) logf(msg string, args ...any) {
+func (a *Adapter) logf(msg string, args ...any) { a.logAt(slog.LevelWarn, msg, args...) }
+
+func (a *Adapter) logAt(level slog.Level, msg string, args ...any) {
+	if !a.log.Enabled(context.Background(), level) {
+		return
+	}
 	ok, suppressed := a.lim.allow()
 	if !ok {
 		return
@@ -237,5 +242,5 @@ func (a *Adapter) logf(msg string, args ...any) {
 	if suppressed > 0 {
 		args = append(args, "suppressed", suppressed)
 	}
-	a.log.Warn(msg, args...)
+	a.log.Log(context.Background(), level, msg, args...)
 }

@@ -1,8 +1,10 @@
 package modbus_test
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -196,4 +198,51 @@ func TestUnitsShareAConnection(t *testing.T) {
 	if n := e.metric("edgegate_modbus_reconnects_total"); n != 0 {
 		t.Errorf("%v reconnects: an exception must not drop the connection", n)
 	}
+}
+
+// recorder is a slog.Handler that keeps the messages logged.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, rec.Message)
+	return nil
+}
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recorder) WithGroup(string) slog.Handler      { return r }
+
+func (r *recorder) count(msg string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, m := range r.msgs {
+		if m == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// TestLogsStateChanges: a device that cannot be reached is logged once, not at
+// every attempt, and again once when it connects.
+func TestLogsStateChanges(t *testing.T) {
+	s := newSim(t, sim.Options{})
+	addr := s.Addr()
+	s.Stop()
+	rec := &recorder{}
+	e := startWith(t, testConfig(device("down", addr, 1, pc("v", "holding", 0, "uint16"))), slog.New(rec))
+	waitFor(t, "reconnect attempts", func() bool { return e.metric("edgegate_modbus_reconnects_total") >= 5 })
+	if n := rec.count("modbus: device disconnected"); n != 1 {
+		t.Errorf("%d lines for a device down at every attempt, want 1", n)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.point("down", "v", bridge.QualityGood)
+	waitFor(t, "the connection logged", func() bool { return rec.count("modbus: device connected") == 1 })
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 
@@ -440,8 +441,13 @@ func (l *line) setState(d *device, s bridge.DeviceState, err error) {
 	if d.state == s && d.errText == text {
 		return
 	}
-	if s != bridge.StateConnected && d.state == bridge.StateConnected {
-		l.a.logf("modbus: device "+s.String(), "device", d.id, "err", err)
+	// Each change of state is logged once (through the rate limit), not each poll
+	// that finds the same state.
+	switch {
+	case s == bridge.StateConnected && d.state != bridge.StateConnected:
+		l.a.logAt(slog.LevelInfo, "modbus: device connected", "device", d.id, "connection", l.ep.key())
+	case s != bridge.StateConnected && s != d.state:
+		l.a.logAt(slog.LevelWarn, "modbus: device "+s.String(), "device", d.id, "connection", l.ep.key(), "err", err)
 	}
 	d.state, d.errText = s, text
 	d.m.state.Set(float64(s))

@@ -88,11 +88,16 @@ type env struct {
 // stop).
 func start(t *testing.T, cfg *modbus.Config) *env {
 	t.Helper()
+	return startWith(t, cfg, testLogger(t))
+}
+
+func startWith(t *testing.T, cfg *modbus.Config, log *slog.Logger) *env {
+	t.Helper()
 	if errs := cfg.Validate(); len(errs) > 0 {
 		t.Fatalf("config: %v", errs)
 	}
 	reg := prometheus.NewRegistry()
-	ad, err := cfg.New(protocols.Env{Logger: testLogger(t), Metrics: reg})
+	ad, err := cfg.New(protocols.Env{Logger: log, Metrics: reg})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
