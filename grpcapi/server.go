@@ -6,8 +6,10 @@ package grpcapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	"github.com/edgegate/edgegate/bridge"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
@@ -127,7 +129,7 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 		if s.consumers == nil {
 			return status.Error(codes.FailedPrecondition, "durable consumers need the durable log: set gateway.data_dir")
 		}
-		if err := s.consumers.CheckConsumer(name); err != nil {
+		if err := s.checkConsumer(name); err != nil {
 			return status.Errorf(codes.InvalidArgument, "consumer: %v", err)
 		}
 		if pos, ok := s.consumers.Position(name); ok {
@@ -208,12 +210,23 @@ func (s *Server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResp
 	return &pb.WriteResponse{Device: req.GetDevice(), Point: req.GetPoint(), RequestId: req.GetRequestId()}, nil
 }
 
+// ReservedConsumerPrefix starts the names of the gateway's own durable consumers
+// (the uplink's positions): a client may not read or move them.
+const ReservedConsumerPrefix = "uplink"
+
+func (s *Server) checkConsumer(name string) error {
+	if strings.HasPrefix(name, ReservedConsumerPrefix) {
+		return fmt.Errorf("names starting with %q are the gateway's own", ReservedConsumerPrefix)
+	}
+	return s.consumers.CheckConsumer(name)
+}
+
 // Ack stores a durable consumer's position.
 func (s *Server) Ack(ctx context.Context, req *pb.AckRequest) (*pb.AckResponse, error) {
 	if s.consumers == nil {
 		return nil, status.Error(codes.FailedPrecondition, "durable consumers need the durable log: set gateway.data_dir")
 	}
-	if err := s.consumers.CheckConsumer(req.GetConsumer()); err != nil {
+	if err := s.checkConsumer(req.GetConsumer()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "consumer: %v", err)
 	}
 	if last := s.hub.LastSequence(); req.GetSequence() > last {
