@@ -84,11 +84,8 @@ func Compile(cfgs []Config, opts CompileOptions) (*Set, []error) {
 		}
 		s.fns = append(s.fns, f)
 	}
-	if len(errs) > 0 {
-		s.Close()
-		return nil, errs
-	}
-	// Modules last: compiling one takes a while, and is wasted when the rest fails.
+	// Modules last: compiling one takes a while. They are compiled even when
+	// another function failed, so that `edgegate check` reports every problem.
 	for _, f := range s.fns {
 		if f.kind != kindWASM {
 			continue
