@@ -66,21 +66,21 @@ type statusServer struct {
 
 func newStatusServer(g *Gateway) *statusServer {
 	s := &statusServer{g: g, slots: make(chan struct{}, maxStatusStreams)}
-	s.streams = register(g.reg, prometheus.NewGauge(prometheus.GaugeOpts{
+	s.streams = registerCollector(g.reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "edgegate_status_streams", Help: "Open status page event streams.",
 	}))
-	s.refused = register(g.reg, prometheus.NewCounter(prometheus.CounterOpts{
+	s.refused = registerCollector(g.reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "edgegate_status_streams_refused_total", Help: "Status page event streams refused because every slot was taken.",
 	}))
-	s.dropped = register(g.reg, prometheus.NewCounter(prometheus.CounterOpts{
+	s.dropped = registerCollector(g.reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "edgegate_status_messages_dropped_total", Help: "Live messages status page streams skipped (over their rate, or too slow for the hub).",
 	}))
 	return s
 }
 
-// register registers c, or returns the collector the registry already has (the
+// registerCollector registers c, or returns the collector the registry already has (the
 // HTTP server is built again when the gateway runs again).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+func registerCollector[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
@@ -180,7 +180,7 @@ type snapshotConsumer struct {
 	Lag      uint64 `json:"lag"`
 }
 
-type snapshot struct {
+type statusSnapshot struct {
 	ID           string               `json:"id"`
 	Version      string               `json:"version"`
 	Ready        bool                 `json:"ready"`
@@ -215,18 +215,18 @@ func (s *statusServer) deviceRates(devs []bridge.DeviceInfo, now time.Time) map[
 	return s.rates
 }
 
-// stream is one open event stream's state.
-type stream struct {
+// statusStream is one open event stream's state.
+type statusStream struct {
 	latestSent uint64 // newest sequence of the latest values sent
 	dropped    uint64
 	tokens     float64
 	tokensAt   time.Time
 }
 
-func (s *statusServer) snapshot(st *stream, now time.Time) snapshot {
+func (s *statusServer) snapshot(st *statusStream, now time.Time) statusSnapshot {
 	g := s.g
 	last := g.hub.LastSequence()
-	snap := snapshot{
+	snap := statusSnapshot{
 		ID: g.config().Gateway.ID, Version: Version, Ready: g.ready.Load(),
 		Uptime: now.Sub(g.started).Seconds(), LastSequence: last,
 		Devices: []snapshotDevice{}, Latest: []statusMessage{}, Subscribers: []snapshotSubscriber{},
@@ -272,7 +272,7 @@ func (s *statusServer) snapshot(st *stream, now time.Time) snapshot {
 
 // allow takes a token for one live message: statusMessageRate a second, with a
 // burst of as many.
-func (st *stream) allow(now time.Time) bool {
+func (st *statusStream) allow(now time.Time) bool {
 	st.tokens = min(statusMessageRate, st.tokens+now.Sub(st.tokensAt).Seconds()*statusMessageRate)
 	st.tokensAt = now
 	if st.tokens < 1 {
@@ -348,7 +348,7 @@ func (s *statusServer) serveEvents(w http.ResponseWriter, r *http.Request) {
 
 	ctx := r.Context()
 	now := time.Now()
-	st := &stream{tokensAt: now, tokens: statusMessageRate}
+	st := &statusStream{tokensAt: now, tokens: statusMessageRate}
 	send := func(event string, v any) error {
 		b, err := json.Marshal(v)
 		if err != nil {
