@@ -17,7 +17,7 @@
 //
 // A durable consumer (the Consumer option; the gateway needs gateway.data_dir)
 // keeps its position in the gateway: a workload that restarts continues after its
-// last Ack. The gateway saves positions every moment rather than on every Ack, so a
+// last Ack. The gateway saves positions periodically rather than on every Ack, so a
 // gateway killed outright may redeliver the last moment's messages to a new
 // subscription; the same Subscription drops them, and tells the restarted gateway
 // its latest acknowledgement again.
