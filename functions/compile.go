@@ -105,15 +105,6 @@ func Compile(cfgs []Config, opts CompileOptions) (*Set, []error) {
 	return s, nil
 }
 
-// MustCompile is Compile for tests and examples: it panics on a problem.
-func MustCompile(cfgs ...Config) *Set {
-	s, errs := Compile(cfgs, CompileOptions{})
-	if len(errs) > 0 {
-		panic(fmt.Sprint(errs))
-	}
-	return s
-}
-
 func compileFunction(c *Config) (*function, error) {
 	key, err := json.Marshal(c)
 	if err != nil {
