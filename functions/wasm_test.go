@@ -55,7 +55,7 @@ func TestWASMDeriveAndDrop(t *testing.T) {
 // instance.
 func TestWASMLoopStopped(t *testing.T) {
 	mod := testModule(t)
-	e := newEnv(t, compile(t, fmt.Sprintf(`[{name: mod, wasm: {module: %q, timeout: 200ms, instances: 1}}]`, mod)))
+	e := newEnv(t, compile(t, fmt.Sprintf(`[{name: mod, wasm: {module: %q, timeout: 1s, instances: 1}}]`, mod)))
 	e.publish(reading("m-1", "count", bridge.Int(0)))
 	e.publish(reading("m-1", "count", bridge.Int(0)))
 	start := time.Now()
@@ -165,7 +165,8 @@ func TestWASMWrites(t *testing.T) {
 // TestWASMExample runs the example module of examples/functions.
 func TestWASMExample(t *testing.T) {
 	mod := exampleModule(t)
-	e := newEnv(t, compile(t, fmt.Sprintf(`[{name: anomaly, match: {devices: ["fryer-*"]}, wasm: {module: %q}}]`, mod)))
+	// A generous timeout: a batch that missed it would start the state over.
+	e := newEnv(t, compile(t, fmt.Sprintf(`[{name: anomaly, match: {devices: ["fryer-*"]}, wasm: {module: %q, timeout: 10s}}]`, mod)))
 	var batch []*bridge.Message
 	for i := range 100 {
 		batch = append(batch, reading("fryer-1", "oil_temp", bridge.Double(180+float64(i%3))))
