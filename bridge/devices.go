@@ -185,6 +185,11 @@ func (r *registry) setState(id string, p Protocol, s DeviceState, cause error, n
 			r.metrics.devices.WithLabelValues(p.String(), d.State.String()).Dec()
 		}
 		r.metrics.devices.WithLabelValues(p.String(), s.String()).Inc()
+		if s == StateConnected && cause == nil {
+			// Recovered: an old error on a connected device only misleads. It is
+			// kept through a disconnect, where it says why.
+			d.LastError = ""
+		}
 		d.State = s
 		d.StateSince = now
 	}

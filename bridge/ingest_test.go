@@ -274,6 +274,10 @@ func TestDeviceState(t *testing.T) {
 	if gauge("error") != 0 || gauge("disconnected") != 1 {
 		t.Errorf("edgegate_devices: error %v disconnected %v", gauge("error"), gauge("disconnected"))
 	}
+	in.State("line-1", StateConnected, nil)
+	if d := info(); d.State != StateConnected || d.LastError != "" {
+		t.Fatalf("recovered: %+v", d)
+	}
 }
 
 func TestInvalidPayloads(t *testing.T) {
