@@ -304,13 +304,33 @@ func TestHTTPEndpointsAndHealth(t *testing.T) {
 	}
 }
 
+// TestUnixSocket is the sidecar's path: a workload subscribes and writes over the
+// gateway's Unix socket.
 func TestUnixSocket(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "grpc.sock")
 	r := startGateway(t, "unix://"+sock)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := r.client.ListDevices(ctx, &pb.ListDevicesRequest{}); err != nil {
+	stream := subscribe(t, ctx, r, &pb.SubscribeRequest{Devices: []string{"pump-1"}})
+	dev := mqttClient(t, r.mqtt, "pump-1")
+	writes := make(chan string, 1)
+	if tok := dev.Subscribe("devices/pump-1/+/set", 1, func(_ paho.Client, m paho.Message) { writes <- string(m.Payload()) }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	pub(t, dev, "devices/pump-1/speed", 1, "1200")
+	if m := recv(t, stream); m.GetPoint() != "speed" || m.GetValue().GetIntValue() != 1200 {
+		t.Fatalf("over the socket: %v", m)
+	}
+	if _, err := r.client.Write(ctx, &pb.WriteRequest{Device: "pump-1", Point: "speed", Value: &pb.Value{Kind: &pb.Value_IntValue{IntValue: 900}}}); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case w := <-writes:
+		if w != "900" {
+			t.Fatalf("device received %q", w)
+		}
+	case <-ctx.Done():
+		t.Fatal("the write over the socket never reached the device")
 	}
 }
 
