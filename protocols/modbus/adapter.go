@@ -21,9 +21,16 @@ type Adapter struct {
 	log     *slog.Logger
 	lim     *limiter
 	metrics *metrics
+
+	// mu guards the topology, which Reconfigure replaces line by line.
+	mu      sync.RWMutex
 	lines   []*line
 	devices map[string]*device
-	lineOf  map[string]*line // device id: its line
+	lineOf  map[string]*line      // device id: its line
+	confs   map[*line][]DeviceConfig // what each line was built from
+	runs    map[*line]*lineRun       // running lines
+	runCtx  context.Context          // Run's, parent of every line's
+	sink    protocols.Sink
 
 	running   atomic.Bool
 	readyOnce sync.Once
@@ -52,28 +59,15 @@ func newAdapter(c *Config, env protocols.Env) (*Adapter, error) {
 		cfg:     c,
 		log:     log,
 		metrics: newMetrics(),
-		devices: make(map[string]*device, len(c.Devices)),
-		lineOf:  make(map[string]*line, len(c.Devices)),
 		ready:   make(chan struct{}),
+		runs:    map[*line]*lineRun{},
 	}
 	a.lim = newLimiter(logRate, logBurst, a.metrics.logsDropped)
-	byKey := map[string]*line{}
-	for _, dc := range c.Devices {
-		ep, err := parseAddress(dc.Address)
-		if err != nil {
-			return nil, fmt.Errorf("device %q: address: %w", dc.ID, err)
-		}
-		l := byKey[ep.key()]
-		if l == nil {
-			l = newLine(a, ep)
-			byKey[ep.key()] = l
-			a.lines = append(a.lines, l)
-		}
-		d := newDevice(dc, c, a.metrics)
-		l.devices = append(l.devices, d)
-		a.devices[d.id] = d
-		a.lineOf[d.id] = l
+	t, err := a.topology(c)
+	if err != nil {
+		return nil, err
 	}
+	a.lines, a.devices, a.lineOf, a.confs = t.lines, t.devices, t.lineOf, t.confs
 	if err := a.metrics.register(env.Metrics); err != nil {
 		return nil, fmt.Errorf("modbus: registering metrics: %w", err)
 	}
@@ -90,32 +84,33 @@ func (a *Adapter) Run(ctx context.Context, sink protocols.Sink) error {
 	if !a.running.CompareAndSwap(false, true) {
 		return errors.New("modbus: adapter already ran")
 	}
+	a.mu.Lock()
 	for _, l := range a.lines {
-		for _, d := range l.devices {
-			names := make([]string, len(d.points))
-			for i, p := range d.points {
-				names[i] = p.name
-			}
-			if err := sink.Declare(d.id, names...); err != nil {
-				return fmt.Errorf("modbus: device %q: %w", d.id, err)
-			}
-			sink.State(d.id, bridge.StateConnecting, nil)
+		if err := declare(sink, l); err != nil {
+			a.mu.Unlock()
+			return err
 		}
 	}
-	var wg sync.WaitGroup
+	a.runCtx, a.sink = ctx, sink
 	for _, l := range a.lines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.run(ctx, sink)
-		}()
+		a.startLineLocked(l)
 	}
+	n, conns := len(a.devices), len(a.lines)
+	a.mu.Unlock()
 	a.readyOnce.Do(func() { close(a.ready) })
-	a.log.Info("modbus: polling", "devices", len(a.devices), "connections", len(a.lines))
+	a.log.Info("modbus: polling", "devices", n, "connections", conns)
 	// Without devices there is nothing to poll, but the adapter runs until ctx
 	// ends like any other: the gateway takes an early return for a failure.
 	<-ctx.Done()
-	wg.Wait()
+	a.mu.Lock()
+	runs := make([]*lineRun, 0, len(a.runs))
+	for _, r := range a.runs {
+		runs = append(runs, r)
+	}
+	a.mu.Unlock()
+	for _, r := range runs {
+		<-r.done
+	}
 	return nil
 }
 
@@ -166,6 +161,8 @@ func (a *Adapter) Read(ctx context.Context, device, point string) (*bridge.Messa
 }
 
 func (a *Adapter) lookup(device, point string) (*device, *line, *point, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	d, ok := a.devices[device]
 	if !ok {
 		return nil, nil, nil, status.Errorf(codes.InvalidArgument, "modbus: no device %q", device)
