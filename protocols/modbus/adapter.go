@@ -26,7 +26,7 @@ type Adapter struct {
 	mu      sync.RWMutex
 	lines   []*line
 	devices map[string]*device
-	lineOf  map[string]*line      // device id: its line
+	lineOf  map[string]*line         // device id: its line
 	confs   map[*line][]DeviceConfig // what each line was built from
 	runs    map[*line]*lineRun       // running lines
 	runCtx  context.Context          // Run's, parent of every line's
