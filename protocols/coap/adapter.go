@@ -72,9 +72,13 @@ type Adapter struct {
 	clients   map[string]*clientDevice
 	pool      *pool.Pool
 	slots     *slots
-	budget    *byteBudget
-	latest    *latestCache
-	obs       *observations
+	// handshakes bounds the DTLS sessions still shaking hands, so that peers that
+	// never finish (spoofed addresses answered with a cookie they never see) can
+	// hold only a share of the session slots.
+	handshakes *slots
+	budget     *byteBudget
+	latest     *latestCache
+	obs        *observations
 	// bigResponses bounds the responses go-coap holds for block-wise transfer.
 	bigResponses *expiringBudget
 
@@ -129,11 +133,12 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 		clients: make(map[string]*clientDevice),
 		// Messages are pooled up to 1024 of them, each keeping at most 2 KiB of
 		// buffers: a burst does not pin more than that.
-		pool:   pool.New(1024, 2048),
-		slots:  newSlots(cfg.MaxConnections),
-		budget: &byteBudget{max: int64(max(datagramBudgetMin, 64*cfg.MaxMessageSize))},
-		latest: newLatestCache(cfg.MaxCachedValues),
-		ready:  make(chan struct{}),
+		pool:       pool.New(1024, 2048),
+		slots:      newSlots(cfg.MaxConnections),
+		handshakes: newSlots(max(16, cfg.MaxConnections/8)),
+		budget:     &byteBudget{max: int64(max(datagramBudgetMin, 64*cfg.MaxMessageSize))},
+		latest:     newLatestCache(cfg.MaxCachedValues),
+		ready:      make(chan struct{}),
 		// 4 MiB of large responses in block-wise transfer at once, adapter-wide.
 		bigResponses: &expiringBudget{max: 4 << 20},
 	}
@@ -411,7 +416,11 @@ func (a *Adapter) listen() ([]*boundListener, error) {
 				accept = isDTLSHandshake
 			}
 			dropped := a.metrics.dropped
-			b.datagram = newDatagramListener(pc, accept, a.slots, a.budget, a.cfg.MaxMessageSize+dtlsOverhead(l.Type),
+			var handshakes *slots
+			if l.Type == "dtls" {
+				handshakes = a.handshakes
+			}
+			b.datagram = newDatagramListener(pc, accept, a.slots, handshakes, a.budget, a.cfg.MaxMessageSize+dtlsOverhead(l.Type),
 				a.cfg.MaxConnections, func(reason string) { dropped.WithLabelValues(reason).Inc() })
 			if l.Type == "dtls" {
 				dl, err := piondtls.NewListenerWithOptions(packetListener{b.datagram}, a.dtlsServerOptions(spec)...)
@@ -528,23 +537,33 @@ func (a *Adapter) acceptLoop(st *runState, b *boundListener) {
 				_ = nc.Close()
 				continue
 			}
-			nc = &slotConn{Conn: nc, slots: a.slots}
+			nc = &streamConn{Conn: nc, slots: a.slots}
 			if typ == "tls" {
 				nc = tls.Server(nc, b.spec.tls)
 			}
 		}
-		a.startSession(st, b.spec, nc)
+		a.startSession(st, b, nc)
 	}
 }
 
-// slotConn gives its session slot back when closed.
-type slotConn struct {
+// streamConn is an accepted TCP connection: it gives its session slot back when
+// closed, and every write has a deadline, so that a peer that stops reading (with a
+// notification on its way) costs a write timeout, not a goroutine forever.
+type streamConn struct {
 	net.Conn
 	slots *slots
 	once  sync.Once
 }
 
-func (c *slotConn) Close() error {
+// writeTimeout bounds one write to a TCP or TLS peer.
+const writeTimeout = 10 * time.Second
+
+func (c *streamConn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return c.Conn.Write(b)
+}
+
+func (c *streamConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.slots.release)
 	return err

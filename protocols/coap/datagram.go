@@ -34,13 +34,16 @@ import (
 // One goroutine reads the socket; it is started by newDatagramListener and ends when
 // Close closes the socket (Close waits for it).
 type datagramListener struct {
-	pc       *net.UDPConn
-	accept   func(first []byte) bool
-	slots    *slots
-	budget   *byteBudget
-	maxSize  int
-	queueLen int
-	dropped  func(reason string)
+	pc     *net.UDPConn
+	accept func(first []byte) bool
+	slots  *slots
+	// handshakes, when set (DTLS), is a second bound on new connections: released
+	// by handshakeDone, or when the connection closes.
+	handshakes *slots
+	budget     *byteBudget
+	maxSize    int
+	queueLen   int
+	dropped    func(reason string)
 
 	mu      sync.Mutex
 	peers   map[netip.AddrPort]*datagramConn
@@ -56,6 +59,7 @@ const (
 	dropTooLarge      = "too_large"
 	dropNotSession    = "not_a_session_start"
 	dropMaxSessions   = "max_connections"
+	dropHandshakes    = "handshakes_in_progress"
 	dropBacklog       = "backlog_full"
 	dropQueue         = "queue_full"
 	dropBudget        = "memory_budget"
@@ -63,19 +67,21 @@ const (
 	datagramBudgetMin = 1 << 20
 )
 
-func newDatagramListener(pc *net.UDPConn, accept func([]byte) bool, sl *slots, budget *byteBudget, maxSize, backlog int, dropped func(string)) *datagramListener {
+// newDatagramListener starts reading pc. handshakes may be nil.
+func newDatagramListener(pc *net.UDPConn, accept func([]byte) bool, sl, handshakes *slots, budget *byteBudget, maxSize, backlog int, dropped func(string)) *datagramListener {
 	l := &datagramListener{
-		pc:       pc,
-		accept:   accept,
-		slots:    sl,
-		budget:   budget,
-		maxSize:  maxSize,
-		queueLen: datagramQueueLen,
-		dropped:  dropped,
-		peers:    make(map[netip.AddrPort]*datagramConn),
-		backlog:  make(chan *datagramConn, backlog),
-		done:     make(chan struct{}),
-		readDone: make(chan struct{}),
+		pc:         pc,
+		accept:     accept,
+		slots:      sl,
+		handshakes: handshakes,
+		budget:     budget,
+		maxSize:    maxSize,
+		queueLen:   datagramQueueLen,
+		dropped:    dropped,
+		peers:      make(map[netip.AddrPort]*datagramConn),
+		backlog:    make(chan *datagramConn, backlog),
+		done:       make(chan struct{}),
+		readDone:   make(chan struct{}),
 	}
 	go l.readLoop()
 	return l
@@ -120,17 +126,26 @@ func (l *datagramListener) dispatch(addr netip.AddrPort, b []byte) {
 			l.mu.Unlock()
 			l.dropped(dropNotSession)
 			return
+		case l.handshakes != nil && !l.handshakes.tryAcquire():
+			l.mu.Unlock()
+			l.dropped(dropHandshakes)
+			return
 		case !l.slots.tryAcquire():
+			if l.handshakes != nil {
+				l.handshakes.release()
+			}
 			l.mu.Unlock()
 			l.dropped(dropMaxSessions)
 			return
 		}
 		c = newDatagramConn(l, addr)
+		c.shaking = l.handshakes != nil
 		select {
 		case l.backlog <- c:
 			l.peers[addr] = c
 		default:
 			l.mu.Unlock()
+			c.releaseHandshake()
 			l.slots.release()
 			l.dropped(dropBacklog)
 			return
@@ -184,6 +199,23 @@ func (l *datagramListener) Close() error {
 
 func (l *datagramListener) Addr() net.Addr { return l.pc.LocalAddr() }
 
+// handshakeDone gives back the handshake slot of the connection from addr, once its
+// handshake succeeded or failed.
+func (l *datagramListener) handshakeDone(addr net.Addr) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	ap := ua.AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	l.mu.Lock()
+	c := l.peers[ap]
+	l.mu.Unlock()
+	if c != nil {
+		c.releaseHandshake()
+	}
+}
+
 func (l *datagramListener) remove(c *datagramConn) {
 	l.mu.Lock()
 	if l.peers[c.raddr] == c {
@@ -208,6 +240,15 @@ type datagramConn struct {
 	once    sync.Once
 	read    *deadline.Deadline
 	write   *deadline.Deadline
+
+	shaking   bool // holds a handshake slot until releaseHandshake
+	handshake sync.Once
+}
+
+func (c *datagramConn) releaseHandshake() {
+	if c.shaking {
+		c.handshake.Do(c.l.handshakes.release)
+	}
 }
 
 func newDatagramConn(l *datagramListener, addr netip.AddrPort) *datagramConn {
@@ -299,6 +340,7 @@ func (c *datagramConn) Close() error {
 		close(c.done)
 		c.l.remove(c)
 		c.drain()
+		c.releaseHandshake()
 		c.l.slots.release()
 	})
 	return nil

@@ -42,7 +42,9 @@ func (a *Adapter) serve(s *session, w responseWriter, r *pool.Message) {
 		return
 	}
 	if !s.st.handlers.enter() {
-		return // Run is ending: no answer, the device will try again
+		// Run is ending: the reading is not taken.
+		replyMaxAge(w, codes.ServiceUnavailable, "the gateway is stopping", 5)
+		return
 	}
 	defer s.st.handlers.leave()
 	code := codes.InternalServerError

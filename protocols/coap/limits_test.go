@@ -46,7 +46,7 @@ func TestDatagramListenerBounds(t *testing.T) {
 	}
 	drops := &dropCounter{n: map[string]int{}}
 	sl := newSlots(1)
-	l := newDatagramListener(pc, isCoAPRequest, sl, &byteBudget{max: 1 << 20}, 100, 1, drops.drop)
+	l := newDatagramListener(pc, isCoAPRequest, sl, nil, &byteBudget{max: 1 << 20}, 100, 1, drops.drop)
 	defer l.Close()
 	dial := func() *net.UDPConn {
 		c, err := net.DialUDP("udp", nil, pc.LocalAddr().(*net.UDPAddr))
@@ -239,22 +239,7 @@ func TestHelloVerify(t *testing.T) {
 	cfg := NewConfig()
 	cfg.Listeners = []ListenerConfig{{Type: "dtls", Address: "127.0.0.1:0", PSK: []PSKConfig{{Identity: "a", KeyFile: writeKey(t, "k")}}}}
 	e := start(t, cfg)
-	var random handshake.Random
-	if err := random.Populate(); err != nil {
-		t.Fatal(err)
-	}
-	rec := &recordlayer.RecordLayer{
-		Header: recordlayer.Header{Version: protocol.Version1_2},
-		Content: &handshake.Handshake{Message: &handshake.MessageClientHello{
-			Version: protocol.Version1_2, Random: random, Cookie: []byte{},
-			CipherSuiteIDs:     []uint16{0xc0a8}, // TLS_PSK_WITH_AES_128_CCM_8
-			CompressionMethods: []*protocol.CompressionMethod{{}},
-		}},
-	}
-	raw, err := rec.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := clientHello(t)
 	c, err := net.Dial("udp", e.addr(0))
 	if err != nil {
 		t.Fatal(err)
@@ -304,4 +289,108 @@ func TestShutdown(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Error("the TCP client's connection stayed open")
 	}
+}
+
+// TestHandshakeBound: DTLS peers that start handshakes and never finish them (as
+// spoofed addresses would: they never see the cookie) take at most their share of
+// the session slots; a session established before them goes on, and new ones are
+// possible again once the unfinished handshakes time out.
+func TestHandshakeBound(t *testing.T) {
+	cfg := NewConfig()
+	cfg.Listeners = []ListenerConfig{{Type: "dtls", Address: "127.0.0.1:0", PSK: []PSKConfig{{Identity: "s1", KeyFile: writeKey(t, "k1")}}}}
+	cfg.MaxConnections = 200 // 25 handshakes at once
+	cfg.HandshakeTimeout = time.Second
+	e := start(t, cfg)
+	established, err := dialDTLS(t, e.addr(0), pskOptions("s1", []byte("k1"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := post(t, established, "/devices/s1/x", message.TextPlain, []byte("1")); code != codes.Changed {
+		t.Fatalf("before the flood: %v", code)
+	}
+	e.next(1)
+
+	hello := clientHello(t)
+	for range 40 {
+		c, err := net.Dial("udp", e.addr(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(hello); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "handshakes refused beyond the bound", func() bool {
+		return metric(t, e.a.metrics.dropped.WithLabelValues(dropHandshakes)) >= 15
+	})
+	if code, _ := post(t, established, "/devices/s1/x", message.TextPlain, []byte("2")); code != codes.Changed {
+		t.Errorf("during the flood, the established session: %v", code)
+	}
+	e.next(1)
+	waitFor(t, "the unfinished handshakes to time out", func() bool { return e.a.handshakes.inUse() == 0 })
+	late, err := dialDTLS(t, e.addr(0), pskOptions("s1", []byte("k1"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := post(t, late, "/devices/s1/x", message.TextPlain, []byte("3")); code != codes.Changed {
+		t.Errorf("a new session after the flood: %v", code)
+	}
+	e.next(1)
+}
+
+func clientHello(t *testing.T) []byte {
+	t.Helper()
+	var random handshake.Random
+	if err := random.Populate(); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recordlayer.RecordLayer{
+		Header: recordlayer.Header{Version: protocol.Version1_2},
+		Content: &handshake.Handshake{Message: &handshake.MessageClientHello{
+			Version: protocol.Version1_2, Random: random, Cookie: []byte{},
+			CipherSuiteIDs:     []uint16{0xc0a8}, // TLS_PSK_WITH_AES_128_CCM_8
+			CompressionMethods: []*protocol.CompressionMethod{{}},
+		}},
+	}
+	raw, err := rec.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// TestSilentObserver: an observer that never acknowledges its notifications holds
+// at most maxNotifyInflight of them; further writes skip it at once, and Run's end
+// stops the ones waiting.
+func TestSilentObserver(t *testing.T) {
+	e := start(t, testConfig())
+	c, err := net.Dial("udp", e.addr(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// GET /devices/nr/p with Observe 0, confirmable, token 0x7a, by hand: this
+	// observer answers nothing after its registration.
+	req := []byte{0x41, 0x01, 0x12, 0x34, 0x7a, 0x60, 0x57}
+	req = append(req, "devices"...)
+	req = append(req, 0x02, 'n', 'r', 0x01, 'p')
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the observation", func() bool { return metric(t, e.a.metrics.observations) == 1 })
+	for i := range maxNotifyInflight {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err := e.a.Write(ctx, "nr", "p", bridge.Int(int64(i)))
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("write %d to a silent observer: %v, want a deadline", i, err)
+		}
+	}
+	began := time.Now()
+	err = e.a.Write(ctxT(t), "nr", "p", bridge.Int(99))
+	if err == nil || !strings.Contains(err.Error(), "unacknowledged") || time.Since(began) > time.Second {
+		t.Errorf("write beyond the in-flight bound: %v after %v", err, time.Since(began))
+	}
+	e.stop() // ends the notifications still waiting for their acknowledgement
 }

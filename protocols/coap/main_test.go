@@ -22,6 +22,7 @@ import (
 	"time"
 
 	piondtls "github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
 	"github.com/plgd-dev/go-coap/v3/dtls"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -266,14 +267,28 @@ func dialTCP(t *testing.T, addr string, tc *tls.Config) coapClient {
 	return c
 }
 
-// dialDTLS connects with pion options; it returns the error of the handshake or the
-// first request instead of failing, for tests that expect a refusal.
+// dialDTLS connects with pion options and shakes hands within a few seconds; it
+// returns the handshake's error instead of failing, for tests that expect a
+// refusal. (go-coap's dtls.Dial leaves the handshake to the first read, without a
+// deadline: a refused handshake would then hang the first request.)
 func dialDTLS(t *testing.T, addr string, opts ...piondtls.ClientOption) (coapClient, error) {
 	t.Helper()
-	c, err := dtls.Dial(addr, dtls.NewDTLSClientOptions(opts...), options.WithErrors(func(error) {}), periodic(t))
+	nc, err := net.Dial("udp", addr)
 	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(nc), nc.RemoteAddr(), opts...)
+	if err != nil {
+		_ = nc.Close()
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := dc.HandshakeContext(ctx); err != nil {
+		_ = dc.Close()
+		return nil, err
+	}
+	c := dtls.Client(dc, options.WithErrors(func(error) {}), periodic(t), options.WithCloseSocket())
 	t.Cleanup(func() { closeClient(t, c) })
 	return c, nil
 }

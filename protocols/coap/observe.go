@@ -33,7 +33,14 @@ type observation struct {
 	seq    atomic.Uint32
 	reset  atomic.Bool // the observer answered a notification with a reset
 	gone   atomic.Bool
+	// inflight counts notifications not yet acknowledged: at most
+	// maxNotifyInflight, beyond which a write skips this observer.
+	inflight atomic.Int32
 }
+
+// maxNotifyInflight bounds the unacknowledged notifications of one observation
+// (each waits in a goroutine for up to notifyTimeout).
+const maxNotifyInflight = 8
 
 // nextSeq is the Observe option value of the next notification: 24 bits, increasing,
 // starting after the registration's 2 (RFC 7641 section 4.4).
@@ -166,22 +173,32 @@ func (a *Adapter) writePush(ctx context.Context, st *runState, device, point str
 	}
 	results := make(chan error, len(obs))
 	started := 0
+	var errs []error
 	for _, o := range obs {
+		if o.inflight.Add(1) > maxNotifyInflight {
+			o.inflight.Add(-1)
+			errs = append(errs, fmt.Errorf("an observer has %d notifications unacknowledged", maxNotifyInflight))
+			continue
+		}
 		if !st.handlers.enter() {
+			o.inflight.Add(-1)
 			break
 		}
 		started++
 		go func() {
 			defer st.handlers.leave()
+			defer o.inflight.Add(-1)
 			nctx, cancel := context.WithTimeout(st.ctx, notifyTimeout)
 			defer cancel()
 			results <- a.notify(nctx, o, point, v)
 		}()
 	}
 	if started == 0 {
+		if len(errs) > 0 {
+			return fmt.Errorf("coap: write to %q: %w", device, errors.Join(errs...))
+		}
 		return ErrNotRunning
 	}
-	var errs []error
 	for range started {
 		select {
 		case err := <-results:

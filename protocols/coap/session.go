@@ -86,7 +86,8 @@ func (st *runState) unregister(s *session) {
 // or TLS handshake under handshake_timeout (Run's end cancels it), the peer's
 // identity, then go-coap's connection until it closes. The session is registered
 // (for the ticker and for Run's end) once its go-coap connection exists.
-func (a *Adapter) startSession(st *runState, spec *listenerSpec, nc net.Conn) {
+func (a *Adapter) startSession(st *runState, b *boundListener, nc net.Conn) {
+	spec := b.spec
 	typ := spec.cfg.Type
 	s := &session{a: a, st: st, spec: spec, transport: typ, nc: nc, pendingMID: map[int32]*observation{}}
 	s.lastActive.Store(time.Now().UnixNano())
@@ -94,7 +95,11 @@ func (a *Adapter) startSession(st *runState, spec *listenerSpec, nc net.Conn) {
 	go func() {
 		defer st.wg.Done()
 		defer nc.Close()
-		if err := s.handshake(); err != nil {
+		err := s.handshake()
+		if b.datagram != nil {
+			b.datagram.handshakeDone(nc.RemoteAddr())
+		}
+		if err != nil {
 			if st.ctx.Err() == nil {
 				a.metrics.refused.WithLabelValues(typ, refusedHandshake).Inc()
 				limitedLog(a.log, a.lim, slog.LevelDebug, "coap: handshake failed", "transport", typ, "remote", nc.RemoteAddr().String(), "err", err)
