@@ -19,6 +19,7 @@ import (
 	"time"
 
 	piondtls "github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
 	"github.com/plgd-dev/go-coap/v3/dtls"
 	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
 	"github.com/plgd-dev/go-coap/v3/message"
@@ -329,8 +330,28 @@ func dialCoAP(o *coapOptions, id string, tk *ticker) (coapConn, error) {
 		dopts = append(dopts, piondtls.WithRootCAs(tc.RootCAs), piondtls.WithServerName(o.url.Hostname()),
 			piondtls.WithCertificates(tc.Certificates...))
 	}
-	return dtls.Dial(host, dtls.NewDTLSClientOptions(dopts...), udpOpts(common)...)
+	// The handshake is done here, within a deadline: go-coap's dtls.Dial leaves it
+	// to the first read, without one, so that a refused handshake hangs.
+	nc, err := net.DialTimeout("udp", host, coapHandshakeTimeout)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(nc), nc.RemoteAddr(), dopts...)
+	if err != nil {
+		_ = nc.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), coapHandshakeTimeout)
+	defer cancel()
+	if err := dc.HandshakeContext(ctx); err != nil {
+		_ = dc.Close()
+		return nil, fmt.Errorf("DTLS handshake: %w", err)
+	}
+	return dtls.Client(dc, append(udpOpts(common), options.WithCloseSocket())...), nil
 }
+
+// coapHandshakeTimeout bounds a device's DTLS handshake.
+const coapHandshakeTimeout = 10 * time.Second
 
 func udpOpts(common []any) []udp.Option {
 	var out []udp.Option

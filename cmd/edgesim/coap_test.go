@@ -7,6 +7,8 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -80,8 +82,13 @@ type gateway struct {
 
 func startGateway(t *testing.T, devices ...coap.DeviceConfig) *gateway {
 	t.Helper()
+	return startGatewayWith(t, []coap.ListenerConfig{{Type: "udp", Address: "127.0.0.1:0"}}, devices...)
+}
+
+func startGatewayWith(t *testing.T, listeners []coap.ListenerConfig, devices ...coap.DeviceConfig) *gateway {
+	t.Helper()
 	cfg := coap.NewConfig()
-	cfg.Listeners = []coap.ListenerConfig{{Type: "udp", Address: "127.0.0.1:0"}}
+	cfg.Listeners = listeners
 	cfg.Devices = devices
 	ad, err := cfg.New(protocols.Env{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -259,4 +266,29 @@ func TestCoAPServe(t *testing.T) {
 	g.waitFor(t, "the written counter", func(m *bridge.Message) bool {
 		return m.Point == "counter" && m.Value.String() == "7"
 	})
+}
+
+// TestCoAPPushDTLS pushes over DTLS with a pre-shared key per device identity.
+func TestCoAPPushDTLS(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "sim.key")
+	if err := os.WriteFile(key, []byte("sim-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := startGatewayWith(t, []coap.ListenerConfig{{Type: "dtls", Address: "127.0.0.1:0",
+		PSK: []coap.PSKConfig{{Identity: "sim-1", KeyFile: key}}}})
+	o, err := parseCoAP(t, "--server", "coaps://"+g.a.Addrs()[0].String(), "--psk-key", "sim-secret", "--rate", "50", "--observe=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runCoAP(ctx, o, slog.New(slog.DiscardHandler), io.Discard) }()
+	m := g.waitFor(t, "a reading over DTLS", func(m *bridge.Message) bool { return m.Device == "sim-1" })
+	if m.Labels["identity"] != "sim-1" {
+		t.Errorf("identity label %q", m.Labels["identity"])
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("runCoAP: %v", err)
+	}
 }
