@@ -27,8 +27,11 @@
 // listener grows a buffer per peer without limit); each session's response cache
 // for retransmissions is bounded in bytes (go-coap's keeps every response for 247 s);
 // block-wise uploads are bounded in size and number; DTLS uses HelloVerify cookies
-// (pion's default, which the adapter never turns off) and ends after idle_timeout
-// like any session that observes nothing.
+// (pion's default, which the adapter never turns off), at most an eighth of the
+// session slots (at least 16) may be in handshake at once, and a session ends after
+// idle_timeout like any that observes nothing. Writes to TCP and TLS peers have a
+// 10 s deadline; an observer holds at most 8 unacknowledged notifications; large
+// responses awaiting block-wise transfer share 4 MiB.
 //
 // It does not offer: CoAP over WebSockets, multicast, OSCORE, Q-Block (RFC 9177),
 // SenML, resource discovery (/.well-known/core), or proxying.
@@ -70,6 +73,10 @@
 //
 // Messages carry the labels `path` (the request's or resource's path) and, from an
 // authenticated peer, `identity`.
+//
+// Write PUTs to a device the gateway is the client of (writable points), or notifies
+// the observers of a device that pushes (ErrNoObserver without one); Read GETs a
+// point of a device the gateway is the client of.
 //
 // Metrics: edgegate_coap_requests_total{transport,method,code}, _bad_payloads_total,
 // _sessions{transport}, _sessions_total, _sessions_refused_total{transport,reason},
