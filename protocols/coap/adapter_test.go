@@ -439,6 +439,7 @@ func benchPush(b *testing.B, cfg *Config) {
 	body := []byte(`{"value": 21.5, "ts": "2024-05-01T12:00:00Z", "unit": "°C"}`)
 	var n atomic.Int64
 	runner := periodic(b)
+	b.SetParallelism(16) // 32 clients on 2 CPUs, each with one request in flight
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		c, err := udp.Dial(addr, options.WithErrors(func(error) {}), runner)
