@@ -74,6 +74,17 @@ func (in *Ingest) State(device string, s DeviceState, cause error) {
 	_ = in.hub.reg.setState(device, in.protocol, s, cause, in.hub.cfg.Now())
 }
 
+// Latest returns the newest message of one of this protocol's points from the
+// hub's last-value cache, so that an adapter can answer a device's read (CoAP GET)
+// without a cache of its own.
+func (in *Ingest) Latest(device, point string) (*Message, bool) {
+	m, ok := in.hub.Latest(device, point)
+	if !ok || m.Protocol != in.protocol {
+		return nil, false
+	}
+	return m, true
+}
+
 // Declare registers a configured device and its points before any reading arrives.
 func (in *Ingest) Declare(device string, points ...string) error {
 	return in.hub.reg.addPoints(device, in.protocol, points, in.hub.cfg.Now())

@@ -459,3 +459,21 @@ func TestWriteAndReadRouting(t *testing.T) {
 		t.Errorf("edgegate_writes_total{device=boiler-1} = %v, want 2", v)
 	}
 }
+
+func TestIngestLatest(t *testing.T) {
+	h := NewHub(HubConfig{}, nil)
+	defer h.Close()
+	mq, mb := h.Ingest(ProtocolMQTT), h.Ingest(ProtocolModbus)
+	if err := mq.Publish(context.Background(), &Message{Device: "d", Point: "p", Value: Int(7)}); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := mq.Latest("d", "p"); !ok || !m.Value.Equal(Int(7)) {
+		t.Fatalf("Latest = %v, %v", m, ok)
+	}
+	if _, ok := mb.Latest("d", "p"); ok {
+		t.Fatal("another protocol's point was served")
+	}
+	if _, ok := mq.Latest("d", "q"); ok {
+		t.Fatal("an unknown point was served")
+	}
+}
