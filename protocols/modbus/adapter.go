@@ -229,15 +229,5 @@ func errValuef(format string, args ...any) error {
 func (a *Adapter) logf(msg string, args ...any) { a.logAt(slog.LevelWarn, msg, args...) }
 
 func (a *Adapter) logAt(level slog.Level, msg string, args ...any) {
-	if !a.log.Enabled(context.Background(), level) {
-		return
-	}
-	ok, suppressed := a.lim.allow()
-	if !ok {
-		return
-	}
-	if suppressed > 0 {
-		args = append(args, "suppressed", suppressed)
-	}
-	a.log.Log(context.Background(), level, msg, args...)
+	a.lim.Log(a.log, level, msg, args...)
 }

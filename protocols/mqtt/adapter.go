@@ -17,6 +17,7 @@ import (
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/protocols"
 	"github.com/edgegate/edgegate/protocols/payload"
+	"github.com/edgegate/edgegate/protocols/ratelog"
 	etls "github.com/edgegate/edgegate/tls"
 )
 
@@ -284,7 +285,7 @@ func (a *Adapter) newServer() *mochi.Server {
 	return mochi.New(&mochi.Options{
 		Capabilities: caps,
 		InlineClient: true, // Write publishes through it, without a loopback client
-		Logger:       slog.New(limitedHandler{Handler: a.log.With("component", "broker").Handler(), lim: a.brokerLim}),
+		Logger:       slog.New(ratelog.Handler(a.log.With("component", "broker").Handler(), a.brokerLim)),
 		// $SYS topics are refreshed every 10s rather than every second: nobody on a
 		// small gateway needs them fresher, and each refresh is a publish.
 		SysTopicResendInterval: 10,

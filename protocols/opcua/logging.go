@@ -1,65 +1,21 @@
 package opcua
 
 import (
-	"context"
 	"log/slog"
-	"sync"
-	"time"
 
+	"github.com/edgegate/edgegate/protocols/ratelog"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// limiter is a token bucket for log lines. Anything a server can make happen over
-// and over (failed connects, refused notifications, failing items) is logged through
-// it, so that one flapping server cannot flood the log; the lines it drops are
-// counted and the count is reported with the next line that passes. (The same as the
-// MQTT adapter's, which keeps its own unexported.)
-type limiter struct {
-	mu         sync.Mutex
-	rate       float64 // tokens per second
-	burst      float64
-	tokens     float64
-	last       time.Time
-	suppressed uint64
-	now        func() time.Time
-	dropped    prometheus.Counter
-}
+// limiter is the shared token bucket for log lines (protocols/ratelog): a device
+// cannot flood the log.
+type limiter = ratelog.Limiter
 
 func newLimiter(perSecond float64, burst int, dropped prometheus.Counter) *limiter {
-	return &limiter{rate: perSecond, burst: float64(burst), tokens: float64(burst), now: time.Now, dropped: dropped}
-}
-
-// allow takes a token. When it returns true, suppressed is how many lines were
-// dropped since the last one allowed.
-func (l *limiter) allow() (ok bool, suppressed uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if !l.last.IsZero() {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
-	if l.tokens < 1 {
-		l.suppressed++
-		l.dropped.Inc()
-		return false, 0
-	}
-	l.tokens--
-	suppressed, l.suppressed = l.suppressed, 0
-	return true, suppressed
+	return ratelog.New(perSecond, burst, dropped)
 }
 
 // limitedLog logs through the adapter's limiter.
 func limitedLog(log *slog.Logger, lim *limiter, level slog.Level, msg string, args ...any) {
-	if !log.Enabled(context.Background(), level) {
-		return
-	}
-	ok, suppressed := lim.allow()
-	if !ok {
-		return
-	}
-	if suppressed > 0 {
-		args = append(args, "suppressed", suppressed)
-	}
-	log.Log(context.Background(), level, msg, args...)
+	lim.Log(log, level, msg, args...)
 }
