@@ -8,11 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgegate/edgegate/internal/gatewaychild"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgegate/edgegate/config"
@@ -29,9 +30,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if cfg := os.Getenv(childEnv); cfg != "" {
-		os.Exit(runChild(cfg)) // this binary is a crash test's gateway
-	}
+	gatewaychild.RunIfChild() // this binary may be a crash test's gateway
 	goleak.VerifyTestMain(m,
 		// paho's client keeps a few goroutines a moment after Disconnect returns.
 		goleak.IgnoreAnyFunction("github.com/eclipse/paho.mqtt.golang.(*router).matchAndDispatch"),

@@ -1,15 +1,10 @@
 package uplink_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -17,89 +12,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgegate/edgegate/internal/gatewaychild"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/edgegate/edgegate/config"
-	"github.com/edgegate/edgegate/gateway"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
-	"github.com/edgegate/edgegate/protocols"
 	_ "github.com/edgegate/edgegate/protocols/all"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 )
 
-// childEnv names the config file when the test binary runs as a gateway child.
-const childEnv = "EDGEGATE_UPLINK_TEST_CHILD_CONFIG"
-
-// runChild is a whole gateway in its own process: it prints its MQTT address as
-// one JSON line once ready, and runs until SIGTERM (or SIGKILL, the point).
-func runChild(path string) int {
-	cfg, err := config.Load(path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	go func() {
-		select {
-		case <-g.Ready():
-		case <-ctx.Done():
-			return
-		}
-		b, _ := json.Marshal(map[string]string{"mqtt": g.Adapter("mqtt").(protocols.Listening).Addrs()[0].String()})
-		os.Stdout.Write(append(b, '\n'))
-	}()
-	if err := g.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
-}
-
 // child is a running gateway process.
 type child struct {
 	cmd  *exec.Cmd
 	mqtt string
+	kill func()
 }
 
+// startChild runs a whole gateway in its own process, to be killed with SIGKILL.
 func startChild(t *testing.T, cfgPath string) *child {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+cfgPath)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd}
-	t.Cleanup(c.kill)
-	line, err := bufio.NewReader(out).ReadBytes('\n')
-	if err != nil {
-		t.Fatalf("child gateway did not report ready: %v", err)
-	}
-	go io.Copy(io.Discard, out)
-	var a map[string]string
-	if err := json.Unmarshal(line, &a); err != nil {
-		t.Fatal(err)
-	}
-	c.mqtt = a["mqtt"]
-	return c
-}
-
-// kill ends the child with SIGKILL (by its pid) and reaps it.
-func (c *child) kill() {
-	if c.cmd.ProcessState == nil {
-		c.cmd.Process.Kill()
-		c.cmd.Wait()
-	}
+	c := gatewaychild.Start(t, cfgPath)
+	return &child{cmd: c.Cmd, mqtt: c.MQTT, kill: c.Kill}
 }
 
 // device is a simulated MQTT device: it publishes readings at QoS 1 and counts
