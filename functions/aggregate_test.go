@@ -25,6 +25,9 @@ func TestAggregateWindows(t *testing.T) {
 		if start.Truncate(time.Minute) != start {
 			t.Fatalf("the bubble's clock starts at %v, not on a minute", start)
 		}
+		// at moves the bubble's fake clock to start+d: inside testing/synctest,
+		// time.Sleep returns as soon as every goroutine is blocked, so this waits
+		// for nothing real; it is how a synctest test advances time.
 		at := func(d time.Duration) {
 			time.Sleep(time.Until(start.Add(d)))
 			synctest.Wait() // what the timer fired has run
