@@ -387,10 +387,11 @@ func TestSilentObserver(t *testing.T) {
 			t.Fatalf("write %d to a silent observer: %v, want a deadline", i, err)
 		}
 	}
-	began := time.Now()
+	// Refused at once with its own error: a write that waited for room would
+	// end in the context's deadline instead.
 	err = e.a.Write(ctxT(t), "nr", "p", bridge.Int(99))
-	if err == nil || !strings.Contains(err.Error(), "unacknowledged") || time.Since(began) > time.Second {
-		t.Errorf("write beyond the in-flight bound: %v after %v", err, time.Since(began))
+	if err == nil || !strings.Contains(err.Error(), "unacknowledged") {
+		t.Errorf("write beyond the in-flight bound: %v", err)
 	}
 	e.stop() // ends the notifications still waiting for their acknowledgement
 }

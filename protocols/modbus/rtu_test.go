@@ -41,7 +41,7 @@ func tableCRC(b []byte) uint16 {
 
 // rtuResponder is a serial device for units 1 and 2 that answers Read Holding
 // Registers with register i = 100 × unit + i. It records when each request
-// arrived and when each answer was written.
+// arrived and when each answer was about to be written.
 type rtuResponder struct {
 	mu       sync.Mutex
 	requests []time.Time
@@ -69,12 +69,16 @@ func (r *rtuResponder) serve(f *os.File) {
 			resp = binary.BigEndian.AppendUint16(resp, 100*uint16(req[0])+addr+i)
 		}
 		resp = binary.LittleEndian.AppendUint16(resp, tableCRC(resp))
-		if _, err := f.Write(resp); err != nil {
-			return
-		}
+		// Stamp the answer before writing it: the gateway can only have read it
+		// after this instant, so a gap measured from here is never longer than
+		// the one the gateway kept, however late this goroutine runs after the
+		// write (a stamp taken after Write made the test flaky under -race).
 		r.mu.Lock()
 		r.answers = append(r.answers, time.Now())
 		r.mu.Unlock()
+		if _, err := f.Write(resp); err != nil {
+			return
+		}
 	}
 }
 

@@ -53,7 +53,9 @@ func TestShutdown(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("Run did not return")
 	}
-	if d := time.Since(began); d > shutdownGrace+time.Second {
+	// Generous over the grace (a loaded CI machine under -race is slow), yet
+	// well short of a shutdown that waits on the lingering clients.
+	if d := time.Since(began); d > shutdownGrace+5*time.Second {
 		t.Errorf("shutdown took %v", d)
 	}
 	select {
