@@ -2,6 +2,7 @@ package tls
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 
 	piondtls "github.com/pion/dtls/v3"
 )
@@ -41,6 +42,34 @@ func DTLSServerOptions(src *Source) []piondtls.ServerOption {
 		opts = append(opts,
 			piondtls.WithClientAuth(piondtls.RequireAnyClientCert),
 			piondtls.WithVerifyPeerCertificate(src.VerifyClient))
+	}
+	return opts
+}
+
+// DTLSClientOptions are the pion/dtls client options that present the Source's
+// certificate (if it has one) as it is at each handshake and check the server's
+// certificate for serverName against the CA bundle as it is at each handshake:
+// the DTLS counterpart of ClientConfig. pion's WithRootCAs takes a pool once, so
+// its own check is replaced by VerifyServer (insecure_skip_verify: no check).
+//
+// The caller adds its own (cipher suites, logger); with certificates only, add
+// piondtls.WithCipherSuites(DTLSCertificateSuites...).
+func DTLSClientOptions(src *Source, serverName string) []piondtls.ClientOption {
+	if src.files.InsecureSkipVerify {
+		src.log.Warn("tls: insecure_skip_verify is set: the DTLS server's certificate is not checked", "server_name", serverName)
+	}
+	opts := []piondtls.ClientOption{
+		piondtls.WithServerName(serverName),
+		piondtls.WithInsecureSkipVerify(true),
+		piondtls.WithVerifyPeerCertificate(func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return src.VerifyServer(raw, serverName)
+		}),
+		piondtls.WithExtendedMasterSecret(piondtls.RequestExtendedMasterSecret),
+	}
+	if src.files.CertFile != "" {
+		opts = append(opts, piondtls.WithGetClientCertificate(func(*piondtls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return src.Certificate(), nil
+		}))
 	}
 	return opts
 }

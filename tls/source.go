@@ -348,18 +348,41 @@ func (s *Source) ClientConfig() *tls.Config {
 		// the bundle of the moment.
 		cfg.InsecureSkipVerify = true
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("tls: the server presented no certificate")
-			}
-			opts := x509.VerifyOptions{Roots: s.CAs(), DNSName: cs.ServerName, Intermediates: x509.NewCertPool()}
-			for _, c := range cs.PeerCertificates[1:] {
-				opts.Intermediates.AddCert(c)
-			}
-			_, err := cs.PeerCertificates[0].Verify(opts)
-			return err
+			return s.verifyServerChain(cs.PeerCertificates, cs.ServerName)
 		}
 	}
 	return cfg
+}
+
+// VerifyServer checks a server's certificate chain (leaf first, as on the wire)
+// for serverName against the current ca_file, or the system's roots without one:
+// the check ClientConfig makes, for clients that are not crypto/tls (pion/dtls's
+// WithVerifyPeerCertificate). With insecure_skip_verify it accepts anything.
+func (s *Source) VerifyServer(rawCerts [][]byte, serverName string) error {
+	if s.files.InsecureSkipVerify {
+		return nil
+	}
+	certs := make([]*x509.Certificate, len(rawCerts))
+	for i, raw := range rawCerts {
+		c, err := x509.ParseCertificate(raw)
+		if err != nil {
+			return fmt.Errorf("tls: server certificate: %w", err)
+		}
+		certs[i] = c
+	}
+	return s.verifyServerChain(certs, serverName)
+}
+
+func (s *Source) verifyServerChain(certs []*x509.Certificate, serverName string) error {
+	if len(certs) == 0 {
+		return errors.New("tls: the server presented no certificate")
+	}
+	opts := x509.VerifyOptions{Roots: s.CAs(), DNSName: serverName, Intermediates: x509.NewCertPool()}
+	for _, c := range certs[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	_, err := certs[0].Verify(opts)
+	return err
 }
 
 // PeerIdentity is the identity of a connection's verified client certificate.

@@ -19,6 +19,7 @@ import (
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/protocols"
 	"github.com/edgegate/edgegate/protocols/payload"
+	egtls "github.com/edgegate/edgegate/tls"
 )
 
 var (
@@ -62,6 +63,7 @@ const (
 // that serve resources.
 type Adapter struct {
 	cfg       *Config
+	tlsStore  *egtls.Store // nil: each tls block gets a Source of its own
 	log       *slog.Logger
 	lim       *limiter
 	metrics   *metrics
@@ -114,7 +116,8 @@ type pointInfo struct {
 type listenerSpec struct {
 	index int
 	cfg   ListenerConfig
-	tls   *tls.Config // tls listeners, and dtls with a certificate
+	src   *egtls.Source // tls, and dtls with a certificate: rotates (tls/source.go)
+	tls   *tls.Config   // tls listeners: src's configuration
 	psk   map[string][]byte
 	auth  listenerAuth
 }
@@ -125,12 +128,13 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Adapter{
-		cfg:     cfg,
-		log:     log.With("protocol", Name),
-		metrics: newMetrics(),
-		decoder: payload.Decoder{MaxSize: cfg.MaxPayloadSize, MaxPoints: cfg.MaxPointsPerMessage},
-		devices: make(map[string]deviceInfo, len(cfg.Devices)),
-		clients: make(map[string]*clientDevice),
+		cfg:      cfg,
+		tlsStore: env.TLS,
+		log:      log.With("protocol", Name),
+		metrics:  newMetrics(),
+		decoder:  payload.Decoder{MaxSize: cfg.MaxPayloadSize, MaxPoints: cfg.MaxPointsPerMessage},
+		devices:  make(map[string]deviceInfo, len(cfg.Devices)),
+		clients:  make(map[string]*clientDevice),
 		// Messages are pooled up to 1024 of them, each keeping at most 2 KiB of
 		// buffers: a burst does not pin more than that.
 		pool:       pool.New(1024, 2048),
@@ -164,7 +168,7 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 		}
 	}
 	for i, l := range cfg.Listeners {
-		spec, err := loadListener(i, l)
+		spec, err := loadListener(i, l, env.TLS)
 		if err != nil {
 			return nil, fmt.Errorf("coap: listeners[%d]: %w", i, err)
 		}
@@ -176,14 +180,18 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 	return a, nil
 }
 
-func loadListener(i int, l ListenerConfig) (*listenerSpec, error) {
+// loadListener reads a listener's keys. Its certificate comes from the gateway's
+// TLS store, so that it is read again when its files change (a nil store gives a
+// Source of its own, which checks at handshakes).
+func loadListener(i int, l ListenerConfig, store *egtls.Store) (*listenerSpec, error) {
 	spec := &listenerSpec{index: i, cfg: l, auth: newListenerAuth(l)}
 	if l.TLS != nil {
-		tc, err := l.TLS.ServerConfig()
+		src, err := store.Source(l.TLS)
 		if err != nil {
 			return nil, err
 		}
-		spec.tls = tc
+		spec.src = src
+		spec.tls = src.ServerConfig()
 	}
 	if len(l.PSK) > 0 {
 		spec.psk = make(map[string][]byte, len(l.PSK))
@@ -479,22 +487,11 @@ func (a *Adapter) dtlsServerOptions(spec *listenerSpec) []piondtls.ServerOption 
 			piondtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
 		)
 	}
-	if spec.tls != nil {
-		opts = append(opts, piondtls.WithCertificates(spec.tls.Certificates...))
-		if spec.tls.ClientCAs != nil {
-			opts = append(opts, piondtls.WithClientCAs(spec.tls.ClientCAs),
-				piondtls.WithClientAuth(piondtls.RequireAndVerifyClientCert))
-		}
-		suites = append(suites,
-			piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, // RFC 7252 section 9.1.3.3
-			piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM,
-			piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-			piondtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-			piondtls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-			piondtls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-			piondtls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-			piondtls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-		)
+	if spec.src != nil {
+		// The certificate and the client CA bundle as they are at each handshake,
+		// and the suites with RFC 7252's mandatory CCM_8 first.
+		opts = append(opts, egtls.DTLSServerOptions(spec.src)...)
+		suites = append(suites, egtls.DTLSCertificateSuites...)
 	}
 	return append(opts, piondtls.WithCipherSuites(suites...))
 }

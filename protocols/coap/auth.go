@@ -1,7 +1,6 @@
 package coap
 
 import (
-	"crypto/x509"
 	"path"
 
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -11,7 +10,8 @@ import (
 //
 // On a listener that authenticates its peers (dtls with pre-shared keys, dtls or tls
 // with client_ca_file), every request needs an identity: the PSK identity, or the
-// common name of the client certificate. An identity may write the device named like
+// client certificate's identity (tls.Identity: its SPIFFE URI SAN, else its first
+// DNS SAN, else its common name, as for gRPC and MQTT). An identity may write the device named like
 // it, unless its `devices:` list (glob patterns) says which devices it may write
 // instead (DESIGN.md). A request without an identity there is 4.01 Unauthorized, one
 // for another device 4.03 Forbidden.
@@ -38,7 +38,7 @@ func newListenerAuth(l ListenerConfig) listenerAuth {
 	}
 	for _, c := range l.Clients {
 		if len(c.Devices) > 0 {
-			a.devices[c.CommonName] = c.Devices
+			a.devices[c.Identity] = c.Devices
 		}
 	}
 	return a
@@ -66,12 +66,4 @@ func (a *listenerAuth) check(identity string, device string) codes.Code {
 		}
 	}
 	return codes.Forbidden
-}
-
-// certIdentity is the identity of a peer certificate chain: the leaf's common name.
-func certIdentity(leaf *x509.Certificate) string {
-	if leaf == nil {
-		return ""
-	}
-	return leaf.Subject.CommonName
 }

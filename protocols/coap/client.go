@@ -72,7 +72,9 @@ type clientDevice struct {
 	timeout  time.Duration
 	psk      *DevicePSK
 	pskKey   []byte
-	tls      *tls.Config // coaps:// with certificates, coaps+tcp://
+	tlsSrc   *egtls.Source // coaps:// with certificates, coaps+tcp://: rotates
+	tls      *tls.Config   // coaps+tcp://: tlsSrc's configuration
+	tlsName  string        // the name the device's certificate must carry
 	points   []*clientPoint
 	byName   map[string]*clientPoint
 
@@ -118,22 +120,20 @@ func newClientDevice(a *Adapter, d DeviceConfig) (*clientDevice, error) {
 		}
 	}
 	if t := d.TLS; t != nil {
-		pool, err := egtls.LoadPool(t.CAFile)
+		// From the gateway's TLS store: the CA bundle and the gateway's own
+		// certificate are read again when their files change, and each new
+		// handshake (a reconnect) uses them.
+		src, err := a.tlsStore.ClientSource(t)
 		if err != nil {
-			return nil, fmt.Errorf("tls: ca_file: %w", err)
+			return nil, err
 		}
-		host, _, _ := net.SplitHostPort(hostport)
-		cd.tls = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: host}
+		cd.tlsSrc = src
+		cd.tlsName, _, _ = net.SplitHostPort(hostport)
 		if t.ServerName != "" {
-			cd.tls.ServerName = t.ServerName
+			cd.tlsName = t.ServerName
 		}
-		if t.CertFile != "" {
-			pair, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("tls: %w", err)
-			}
-			cd.tls.Certificates = []tls.Certificate{pair}
-		}
+		cd.tls = src.ClientConfig()
+		cd.tls.ServerName = cd.tlsName
 	}
 	return cd, nil
 }
@@ -240,8 +240,8 @@ func (cd *clientDevice) dial(ctx context.Context) (clientConn, error) {
 			piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM,
 				piondtls.TLS_PSK_WITH_AES_128_GCM_SHA256, piondtls.TLS_PSK_WITH_AES_128_CBC_SHA256))
 	} else {
-		dopts = append(dopts, piondtls.WithRootCAs(cd.tls.RootCAs), piondtls.WithServerName(cd.tls.ServerName),
-			piondtls.WithCertificates(cd.tls.Certificates...))
+		dopts = append(dopts, egtls.DTLSClientOptions(cd.tlsSrc, cd.tlsName)...)
+		dopts = append(dopts, piondtls.WithCipherSuites(egtls.DTLSCertificateSuites...))
 	}
 	dc, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(nc), nc.RemoteAddr(), dopts...)
 	if err != nil {

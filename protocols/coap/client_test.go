@@ -2,6 +2,8 @@ package coap
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"strconv"
@@ -20,6 +22,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/udp"
 
 	"github.com/edgegate/edgegate/bridge"
+	egtls "github.com/edgegate/edgegate/tls"
 )
 
 // testDevice is a CoAP device that serves resources, on go-coap's own servers: an
@@ -28,8 +31,10 @@ import (
 // PUT and does not offer Observe.
 type testDevice struct {
 	t         *testing.T
-	transport string // udp, tcp, dtls
+	transport string // udp, tcp, dtls (psk, or cert), tls
 	psk       []byte
+	cert      *tls.Certificate // dtls without psk, and tls: the device's certificate
+	clientCAs *x509.CertPool   // with cert: client certificates must chain to it
 
 	mu        sync.Mutex
 	temp      string
@@ -112,11 +117,26 @@ func (d *testDevice) start(addr string) {
 		s := tcp.NewServer(options.WithMux(d.router()), options.WithErrors(func(error) {}), periodic(t))
 		go func() { defer close(done); _ = s.Serve(l) }()
 		stopServer = func() { s.Stop(); _ = l.Close() }
+	case "tls":
+		l, err := coapNet.NewTLSListener("tcp", addr, &tls.Config{Certificates: []tls.Certificate{*d.cert},
+			ClientCAs: d.clientCAs, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.addr = l.Addr().String()
+		s := tcp.NewServer(options.WithMux(d.router()), options.WithErrors(func(error) {}), periodic(t))
+		go func() { defer close(done); _ = s.Serve(l) }()
+		stopServer = func() { s.Stop(); _ = l.Close() }
 	case "dtls":
-		key := d.psk
-		l, err := coapNet.NewDTLSListener("udp", addr, coapNet.NewDTLSServerOptions(
-			piondtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }),
-			piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8)))
+		opts := []piondtls.ServerOption{piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8)}
+		if key := d.psk; key != nil {
+			opts = append(opts, piondtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }))
+		} else {
+			opts = []piondtls.ServerOption{piondtls.WithCertificates(*d.cert), piondtls.WithClientCAs(d.clientCAs),
+				piondtls.WithClientAuth(piondtls.RequireAndVerifyClientCert),
+				piondtls.WithCipherSuites(piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8)}
+		}
+		l, err := coapNet.NewDTLSListener("udp", addr, coapNet.NewDTLSServerOptions(opts...))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,6 +308,49 @@ func TestClientDTLS(t *testing.T) {
 	}
 	if got := <-dev.puts; got != "3" {
 		t.Errorf("device received %q", got)
+	}
+}
+
+// TestClientCertificates: the gateway dials devices that present certificates
+// and require the gateway's, over DTLS (coaps://) and TLS (coaps+tcp://), with a
+// `tls:` block of the one shape (ca_file, cert_file, key_file). A device whose
+// certificate does not chain to ca_file gets no session, and nothing from it is
+// delivered.
+func TestClientCertificates(t *testing.T) {
+	p := newPKI(t)
+	certFile, keyFile := p.issue(t, "device", true)
+	devCert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwCert, gwKey := p.issue(t, "gateway", false)
+	for _, c := range []struct{ transport, scheme string }{{"dtls", "coaps://"}, {"tls", "coaps+tcp://"}} {
+		t.Run(c.transport, func(t *testing.T) {
+			dev := &testDevice{t: t, transport: c.transport, cert: &devCert, clientCAs: p.pool, temp: "20", setpoint: "0", puts: make(chan string, 16)}
+			dev.start("127.0.0.1:0")
+			t.Cleanup(func() { dev.stop() })
+			cfg := clientConfig("dev-c", c.scheme+dev.addr, false)
+			cfg.Devices[0].TLS = &egtls.Files{CAFile: p.caFile(), CertFile: gwCert, KeyFile: gwKey, ServerName: "localhost"}
+			e := start(t, cfg)
+			e.waitValue("dev-c", "temp", "20")
+			if err := e.a.Write(ctxT(t), "dev-c", "setpoint", bridge.Int(4)); err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			if got := <-dev.puts; got != "4" {
+				t.Errorf("device received %q", got)
+			}
+
+			// The same device, checked against another CA: refused, never read.
+			other := newPKI(t)
+			cfg = clientConfig("dev-x", c.scheme+dev.addr, false)
+			cfg.Devices[0].TLS = &egtls.Files{CAFile: other.caFile(), CertFile: gwCert, KeyFile: gwKey, ServerName: "localhost"}
+			ex := start(t, cfg)
+			waitFor(t, "dev-x in error", func() bool {
+				d := ex.device("dev-x")
+				return d.State == bridge.StateError && d.LastError != ""
+			})
+			ex.none()
+		})
 	}
 }
 

@@ -89,13 +89,13 @@ type Config struct {
 type ListenerConfig struct {
 	Type    string `yaml:"type"` // udp, tcp, dtls or tls
 	Address string `yaml:"address"`
-	// TLS is the listener's certificate (dtls, tls); with client_ca_file, clients
-	// must present a certificate that chains to it, and its common name is their
-	// identity.
+	// TLS is the listener's certificate (dtls, tls), read again when its files
+	// change; with client_ca_file, clients must present a certificate that chains
+	// to it, and its identity (tls.Identity) is theirs.
 	TLS *egtls.Files `yaml:"tls"`
 	// PSK lists the pre-shared keys a dtls listener accepts.
 	PSK []PSKConfig `yaml:"psk"`
-	// Clients says which devices a certificate's common name may write, where that is
+	// Clients says which devices a certificate's identity may write, where that is
 	// not just the device of the same name.
 	Clients  []ClientConfig `yaml:"clients"`
 	Insecure bool           `yaml:"insecure"` // allow plaintext on a non-loopback address
@@ -111,10 +111,13 @@ type PSKConfig struct {
 	Devices []string `yaml:"devices"`
 }
 
-// ClientConfig maps a client certificate's common name to the devices it may write.
+// ClientConfig maps a client certificate's identity to the devices it may write.
 type ClientConfig struct {
-	CommonName string   `yaml:"common_name"`
-	Devices    []string `yaml:"devices"`
+	// Identity is the certificate's identity as every listener sees it
+	// (tls.Identity): its SPIFFE URI SAN, else its first DNS SAN, else its
+	// common name.
+	Identity string   `yaml:"identity"`
+	Devices  []string `yaml:"devices"`
 }
 
 // ResourceConfig maps request paths to devices and points, see paths.go.
@@ -136,23 +139,18 @@ type DeviceConfig struct {
 	PollInterval time.Duration `yaml:"poll_interval"`
 	Timeout      time.Duration `yaml:"timeout"`
 	PSK          *DevicePSK    `yaml:"psk"` // coaps:// with a pre-shared key
-	TLS          *DeviceTLS    `yaml:"tls"` // coaps:// and coaps+tcp:// with certificates
-	Points       []PointConfig `yaml:"points"`
+	// TLS is the `tls:` block of a client side for coaps:// (certificates) and
+	// coaps+tcp://: ca_file (required, unless insecure_skip_verify), and
+	// optionally the gateway's cert_file/key_file, server_name (default: the
+	// address's host) and min_version.
+	TLS    *egtls.Files  `yaml:"tls"`
+	Points []PointConfig `yaml:"points"`
 }
 
 // DevicePSK is the gateway's identity and key towards a device.
 type DevicePSK struct {
 	Identity string `yaml:"identity"`
 	KeyFile  string `yaml:"key_file"`
-}
-
-// DeviceTLS is how the gateway checks a device's certificate and, optionally, which
-// certificate it presents itself.
-type DeviceTLS struct {
-	CAFile     string `yaml:"ca_file"`
-	CertFile   string `yaml:"cert_file"`
-	KeyFile    string `yaml:"key_file"`
-	ServerName string `yaml:"server_name"` // default: the address's host
 }
 
 // PointConfig is one configured point of a device.
@@ -386,12 +384,12 @@ func (l ListenerConfig) validate() []error {
 	names := map[string]bool{}
 	for i, cl := range l.Clients {
 		key := fmt.Sprintf("clients[%d]", i)
-		if cl.CommonName == "" {
-			add("%s: common_name: required", key)
-		} else if names[cl.CommonName] {
-			add("clients %q: common_name: duplicate", cl.CommonName)
+		if cl.Identity == "" {
+			add("%s: identity: required", key)
+		} else if names[cl.Identity] {
+			add("clients %q: identity: duplicate", cl.Identity)
 		}
-		names[cl.CommonName] = true
+		names[cl.Identity] = true
 		for _, err := range validGlobs(cl.Devices) {
 			add("%s: devices: %w", key, err)
 		}
@@ -503,11 +501,11 @@ func (d DeviceConfig) validate() []error {
 			}
 		}
 		if t := d.TLS; t != nil {
-			if t.CAFile == "" {
+			if t.CAFile == "" && t.ClientCAFile == "" && !t.InsecureSkipVerify {
 				add("tls: ca_file: required (the CA the device's certificate chains to)")
 			}
-			if (t.CertFile == "") != (t.KeyFile == "") {
-				add("tls: cert_file and key_file go together")
+			if err := t.ValidateClient(); err != nil {
+				add("%w", err)
 			}
 		}
 	} else {

@@ -83,7 +83,7 @@ func TestProblemsNameTheirKey(t *testing.T) {
 		{"psk without identity", "coap: {listeners: [{type: dtls, address: '127.0.0.1:1', psk: [{key_file: k}]}]}\n", []string{"coap: listeners[0]: psk[0]: identity: required"}},
 		{"duplicate identity", "coap: {listeners: [{type: dtls, address: '127.0.0.1:1', psk: [{identity: a, key_file: k}, {identity: a, key_file: k}]}]}\n", []string{`psk "a": identity: duplicate`}},
 		{"bad glob", "coap: {listeners: [{type: dtls, address: '127.0.0.1:1', psk: [{identity: a, key_file: k, devices: ['[']}]}]}\n", []string{`psk "a": devices: "[" is not a glob`}},
-		{"clients without client CA", "coap: {listeners: [{type: tls, address: '127.0.0.1:1', tls: {cert_file: c, key_file: k}, clients: [{common_name: x}]}]}\n", []string{"coap: listeners[0]: clients: only with"}},
+		{"clients without client CA", "coap: {listeners: [{type: tls, address: '127.0.0.1:1', tls: {cert_file: c, key_file: k}, clients: [{identity: x}]}]}\n", []string{"coap: listeners[0]: clients: only with"}},
 		{"bad resource", "coap: {resources: [{pattern: '/devices/{point}'}]}\n", []string{`coap: resources[0]: pattern "/devices/{point}"`}},
 		{"zero limit", "coap: {max_observations: 0}\n", []string{"coap: max_observations: must be positive"}},
 		{"message size", "coap: {max_message_size: 100000}\n", []string{"coap: max_message_size"}},

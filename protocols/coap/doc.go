@@ -41,11 +41,12 @@
 //	listeners:   [{type: udp, address: 127.0.0.1:5683}] when the section has no listeners key;
 //	             none without a coap section (then only the devices with an address run).
 //	             type udp, tcp, dtls or tls; address host:port;
-//	             tls: {cert_file, key_file, client_ca_file} (dtls, tls; client_ca_file: clients
-//	             present certificates, their common name is their identity);
+//	             tls: {cert_file, key_file, client_ca_file, min_version} (dtls, tls; read again
+//	             when the files change; client_ca_file: clients present certificates, and
+//	             their identity is the SPIFFE URI SAN, else the first DNS SAN, else the CN);
 //	             psk: [{identity, key_file, devices: [globs]}] (dtls; the key file holds the key's
 //	             bytes, one trailing newline ignored);
-//	             clients: [{common_name, devices: [globs]}] (with client_ca_file);
+//	             clients: [{identity, devices: [globs]}] (with client_ca_file);
 //	             insecure: true allows plaintext (udp, tcp) off loopback.
 //	             An identity may write (and observe) the device named like it, unless its
 //	             devices list says otherwise; on a listener with psk or client_ca_file a request

@@ -83,8 +83,14 @@ func start(t *testing.T, cfg *Config) *env {
 // startWith runs the adapter with a sink that wraps the hub's, when wrap is set.
 func startWith(t *testing.T, cfg *Config, wrap func(protocols.Sink) protocols.Sink) *env {
 	t.Helper()
+	return startEnv(t, cfg, nil, wrap)
+}
+
+// startEnv runs the adapter with the gateway's TLS store, when store is set.
+func startEnv(t *testing.T, cfg *Config, store *egtls.Store, wrap func(protocols.Sink) protocols.Sink) *env {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	ad, err := cfg.New(protocols.Env{Logger: testLogger(t), Metrics: reg})
+	ad, err := cfg.New(protocols.Env{Logger: testLogger(t), Metrics: reg, TLS: store})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

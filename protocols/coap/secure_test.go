@@ -92,13 +92,13 @@ func TestDTLSPSK(t *testing.T) {
 	}
 }
 
-// TestDTLSCertificates: a client certificate's common name is the identity; a
+// TestDTLSCertificates: a client certificate's identity (here its common name) is the peer's; a
 // clients entry widens it.
 func TestDTLSCertificates(t *testing.T) {
 	p := newPKI(t)
 	cfg := NewConfig()
 	cfg.Listeners = []ListenerConfig{{Type: "dtls", Address: "127.0.0.1:0", TLS: p.serverFiles(t, true),
-		Clients: []ClientConfig{{CommonName: "plant-gw", Devices: []string{"plant-?"}}}}}
+		Clients: []ClientConfig{{Identity: "plant-gw", Devices: []string{"plant-?"}}}}}
 	e := start(t, cfg)
 	dial := func(cn string) coapClient {
 		t.Helper()

@@ -21,6 +21,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
 	tcpClient "github.com/plgd-dev/go-coap/v3/tcp/client"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	egtls "github.com/edgegate/edgegate/tls"
 )
 
 // session is one peer: a UDP address, a DTLS session, or a TCP or TLS connection.
@@ -160,14 +162,14 @@ func (s *session) handshake() error {
 			if err != nil {
 				return err
 			}
-			s.identity = certIdentity(leaf)
+			s.identity = egtls.Identity(leaf)
 		}
 	case *tls.Conn:
 		if err := c.HandshakeContext(ctx); err != nil {
 			return err
 		}
 		if certs := c.ConnectionState().PeerCertificates; len(certs) > 0 {
-			s.identity = certIdentity(certs[0])
+			s.identity = egtls.Identity(certs[0])
 		}
 	}
 	return nil
