@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
@@ -42,6 +43,8 @@ type Adapter struct {
 	devices map[string]*device
 	order   []*device
 
+	certInterval time.Duration // between checks of the devices' cert_file and key_file
+
 	running   atomic.Bool
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -73,7 +76,7 @@ type device struct {
 
 	policyURI  string
 	mode       ua.MessageSecurityMode
-	id         *identity // nil for policy None
+	cert       *clientCert // nil for policy None
 	trustedDir string
 	rejectDir  string
 
@@ -98,6 +101,8 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 		metrics: newMetrics(),
 		devices: make(map[string]*device, len(cfg.Devices)),
 		ready:   make(chan struct{}),
+
+		certInterval: certCheckInterval,
 	}
 	a.lim = newLimiter(logRate, logBurst, a.metrics.logsDropped)
 	gw := env.GatewayID
@@ -130,16 +135,16 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 			var err error
 			switch {
 			case sec.CertFile != "":
-				if d.id, err = loadIdentity(sec.CertFile, sec.KeyFile); err != nil {
+				if d.cert, err = fileCert(sec.CertFile, sec.KeyFile, dc.ID, d.log, a.metrics); err != nil {
 					return nil, fmt.Errorf("device %q: security: cert_file: %w", dc.ID, err)
 				}
-			case shared != nil:
-				d.id = shared
 			default:
-				if shared, err = loadOrCreateIdentity(env.DataDir, gw); err != nil {
-					return nil, fmt.Errorf("device %q: security: %w", dc.ID, err)
+				if shared == nil {
+					if shared, err = loadOrCreateIdentity(env.DataDir, gw); err != nil {
+						return nil, fmt.Errorf("device %q: security: %w", dc.ID, err)
+					}
 				}
-				d.id = shared
+				d.cert = fixedCert(shared, dc.ID, a.metrics)
 			}
 			d.trustedDir = sec.TrustedDir
 			if d.trustedDir == "" {
@@ -202,6 +207,11 @@ func (a *Adapter) Run(ctx context.Context, sink protocols.Sink) error {
 	if len(a.order) > 0 {
 		a.log.Info("opcua: connecting", "devices", len(a.order))
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.watchCerts(ctx, a.certInterval)
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

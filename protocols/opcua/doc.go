@@ -46,6 +46,22 @@
 // data_dir or cert_file/key_file to avoid that. Without a data dir, trusted_dir is
 // required. A password is only sent over a secure policy.
 //
+// Rotation: cert_file and key_file (each PEM or DER; the key PKCS#1 or PKCS#8) are
+// read again when they change, without a restart. They are checked by stat (the
+// path each symlink resolves to, device, inode, size, modification time) before
+// every session attempt and every 5 seconds while the adapter runs, which sees a
+// file rewritten or renamed over, and a Kubernetes Secret volume whose ..data
+// symlink the kubelet swaps (cert-manager renews this way). The next session
+// attempt uses the new certificate; an open session keeps the one it was made with
+// (its secure channel renewals too) until it ends for another reason: a rotation
+// never drops a working session. Changed files that do not load (half written, a
+// key that does not match, garbage) are logged at error level once per change and
+// counted, and the last good certificate stays in use. Metrics:
+// edgegate_opcua_client_cert_reloads_total{device,result="ok|error"} and
+// edgegate_opcua_client_cert_expiry_timestamp_seconds{device} (the certificate the
+// next session shows; the generated one's too). The generated certificate does not
+// rotate.
+//
 // Config (section `opcua:`, all optional) and defaults:
 //
 //	max_points_per_device:          10000 (at most 100000)

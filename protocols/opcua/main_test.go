@@ -100,11 +100,20 @@ type env struct {
 
 func start(t *testing.T, cfg *Config, penv protocols.Env) *env {
 	t.Helper()
+	return startWith(t, cfg, penv, nil)
+}
+
+// startWith is start with the adapter set up by setup before it runs, and the
+// logger of penv when it has one.
+func startWith(t *testing.T, cfg *Config, penv protocols.Env, setup func(*Adapter)) *env {
+	t.Helper()
 	if errs := cfg.Validate(); len(errs) > 0 {
 		t.Fatalf("config: %v", errs)
 	}
 	reg := prometheus.NewRegistry()
-	penv.Logger = testLogger(t)
+	if penv.Logger == nil {
+		penv.Logger = testLogger(t)
+	}
 	penv.Metrics = reg
 	if penv.GatewayID == "" {
 		penv.GatewayID = "test"
@@ -114,6 +123,9 @@ func start(t *testing.T, cfg *Config, penv protocols.Env) *env {
 		t.Fatalf("New: %v", err)
 	}
 	a := ad.(*Adapter)
+	if setup != nil {
+		setup(a)
+	}
 	hub := bridge.NewHub(bridge.HubConfig{}, nil)
 	hub.SetWriter(bridge.ProtocolOPCUA, a)
 	hub.SetReader(bridge.ProtocolOPCUA, a)

@@ -15,6 +15,8 @@ type metrics struct {
 	writes        *prometheus.CounterVec // device, result
 	reads         *prometheus.CounterVec // device, result
 	backoff       *prometheus.GaugeVec   // device
+	certReloads   *prometheus.CounterVec // device, result
+	certExpiry    *prometheus.GaugeVec   // device
 	logsDropped   prometheus.Counter
 }
 
@@ -47,6 +49,14 @@ func newMetrics() *metrics {
 		backoff: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "edgegate_opcua_reconnect_backoff_seconds", Help: "The wait before the next session attempt; 0 while connected.",
 		}, []string{"device"}),
+		certReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegate_opcua_client_cert_reloads_total",
+			Help: "Client certificate files (security.cert_file, key_file) read again after a change, by device and result (ok, or error: the last good certificate stays in use).",
+		}, []string{"device", "result"}),
+		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edgegate_opcua_client_cert_expiry_timestamp_seconds",
+			Help: "When the client certificate the next session will show expires (Unix time), by device with a secure policy: alert well before it.",
+		}, []string{"device"}),
 		logsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edgegate_opcua_log_lines_suppressed_total", Help: "Log lines dropped by the rate limit.",
 		}),
@@ -58,7 +68,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 		return nil
 	}
 	for _, c := range []prometheus.Collector{m.connects, m.sessionsLost, m.subsRecreated, m.items, m.notifications,
-		m.dropped, m.writes, m.reads, m.backoff, m.logsDropped} {
+		m.dropped, m.writes, m.reads, m.backoff, m.certReloads, m.certExpiry, m.logsDropped} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

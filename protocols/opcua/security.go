@@ -26,9 +26,25 @@ const (
 
 // identity is the certificate and key the gateway shows OPC UA servers.
 type identity struct {
-	der []byte
-	key *rsa.PrivateKey
-	uri string // application URI, from the certificate
+	der      []byte
+	key      *rsa.PrivateKey
+	uri      string // application URI, from the certificate
+	subject  string
+	notAfter time.Time
+	since    time.Time // when it was read or made
+}
+
+// newIdentity describes a certificate and its key.
+func newIdentity(der []byte, key *rsa.PrivateKey) (*identity, error) {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	id := &identity{der: der, key: key, subject: c.Subject.String(), notAfter: c.NotAfter, since: time.Now()}
+	if len(c.URIs) > 0 {
+		id.uri = c.URIs[0].String()
+	}
+	return id, nil
 }
 
 // pkiDir is where the adapter keeps its certificates under the data dir.
@@ -45,7 +61,7 @@ func loadOrCreateIdentity(dataDir, gatewayID string) (*identity, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &identity{der: der, key: key, uri: uri}, nil
+		return newIdentity(der, key)
 	}
 	dir := filepath.Join(pkiDir(dataDir), "own")
 	certFile, keyFile := filepath.Join(dir, "cert.der"), filepath.Join(dir, "key.pem")
@@ -66,23 +82,16 @@ func loadOrCreateIdentity(dataDir, gatewayID string) (*identity, error) {
 	if err := os.WriteFile(certFile, der, 0o644); err != nil {
 		return nil, fmt.Errorf("opcua: client certificate: %w", err)
 	}
-	return &identity{der: der, key: key, uri: uri}, nil
+	return newIdentity(der, key)
 }
 
+// loadIdentity reads a certificate and its key, each in PEM or DER (uacert.Load).
 func loadIdentity(certFile, keyFile string) (*identity, error) {
 	der, key, err := uacert.Load(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("opcua: %w", err)
 	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	id := &identity{der: der, key: key}
-	if len(c.URIs) > 0 {
-		id.uri = c.URIs[0].String()
-	}
-	return id, nil
+	return newIdentity(der, key)
 }
 
 // trust decides on a server certificate: trusted when the very certificate, or a CA

@@ -178,6 +178,9 @@ func (d *device) connect(ctx context.Context) (*opcua.Client, error) {
 		opts = append(opts, opcua.AuthAnonymous())
 	}
 	if d.mode != ua.MessageSecurityModeNone {
+		// The client certificate of the moment: cert_file and key_file are read
+		// again here when they changed. The session keeps it for its life.
+		id := d.cert.identity()
 		ep, err := d.endpoint(ctx)
 		if err != nil {
 			return nil, err
@@ -186,12 +189,12 @@ func (d *device) connect(ctx context.Context) (*opcua.Client, error) {
 			return nil, err
 		}
 		opts = append(opts,
-			opcua.Certificate(d.id.der),
-			opcua.PrivateKey(d.id.key),
+			opcua.Certificate(id.der),
+			opcua.PrivateKey(id.key),
 			opcua.SecurityFromEndpoint(ep, tokenType),
 		)
-		if d.id.uri != "" {
-			opts = append(opts, opcua.ApplicationURI(d.id.uri))
+		if id.uri != "" {
+			opts = append(opts, opcua.ApplicationURI(id.uri))
 		}
 	}
 	c, err := opcua.NewClient(d.cfg.Endpoint, opts...)

@@ -14,6 +14,7 @@
 // server cannot (see openOPN).
 //
 // It does not validate client certificates or user names: every client is let in.
+// ClientCertificates lists the certificates clients opened secure channels with.
 package opcuasim
 
 import (
@@ -26,6 +27,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -106,6 +108,9 @@ type Server struct {
 	run     *instance
 	closed  bool
 	started int // Starts so far
+
+	clientMu    sync.Mutex
+	clientCerts []string // thumbprints, in the order channels were opened
 }
 
 // instance is one run of the server, from Start to Stop.
@@ -119,6 +124,7 @@ type instance struct {
 	conns  map[net.Conn]struct{}
 	key    *rsa.PrivateKey
 	log    logger
+	opened func(clientCert []byte) // a secure channel was opened with this certificate
 }
 
 // New builds a server; Start serves it.
@@ -262,6 +268,22 @@ func (s *Server) Stats() (subscriptions, items int, sent uint64) {
 	return r.eng.stats()
 }
 
+// ClientCertificates are the SHA-1 thumbprints (uacert.Thumbprint) of the client
+// certificates of every secure channel opened so far, restarts included, in the
+// order they were opened: one per channel, renewals not counted.
+func (s *Server) ClientCertificates() []string {
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	return slices.Clone(s.clientCerts)
+}
+
+func (s *Server) opened(der []byte) {
+	tp := uacert.Thumbprint(der)
+	s.clientMu.Lock()
+	s.clientCerts = append(s.clientCerts, tp)
+	s.clientMu.Unlock()
+}
+
 // Start serves until Stop. The first Start fixes the address; later ones reuse it.
 func (s *Server) Start() error {
 	s.mu.Lock()
@@ -311,7 +333,7 @@ func (s *Server) Start() error {
 			return fmt.Errorf("opcuasim: starting gopcua's server: %w", err)
 		}
 	}
-	r := &instance{srv: srv, eng: eng, cancel: cfn, ln: ln, conns: make(map[net.Conn]struct{}), key: s.key, log: s.log}
+	r := &instance{srv: srv, eng: eng, cancel: cfn, ln: ln, conns: make(map[net.Conn]struct{}), key: s.key, log: s.log, opened: s.opened}
 	f := eng.changed
 	s.ns.changed.Store(&f)
 	s.run = r
@@ -491,11 +513,15 @@ func (r *instance) upstream(dst, src net.Conn) {
 			return
 		}
 		if string(chunk[:3]) == "OPN" {
-			if chunk, err = openOPN(chunk, r.key); err != nil {
+			var cert []byte
+			if chunk, cert, err = openOPN(chunk, r.key); err != nil {
 				if r.log != nil {
 					r.log.Warn("opcuasim: an OpenSecureChannel request: %v", err)
 				}
 				return
+			}
+			if cert != nil {
+				r.opened(cert)
 			}
 		}
 		if _, err := dst.Write(chunk); err != nil {
@@ -536,47 +562,48 @@ func readChunk(c net.Conn) ([]byte, error) {
 // gopcua v0.8.0's server reads that first request as if it were not encrypted (its
 // channel starts with mode None: gopcua #815, fixed after v0.8.0); once it has read
 // it, the channel has its mode and keys and is secure from the response on. A
-// request of policy None is returned as it came.
-func openOPN(b []byte, serverKey *rsa.PrivateKey) ([]byte, error) {
+// request of policy None is returned as it came. The client certificate of a
+// secure policy's request is returned too (nil for None).
+func openOPN(b []byte, serverKey *rsa.PrivateKey) (_ []byte, clientCert []byte, _ error) {
 	m := new(uasc.MessageChunk)
 	if _, err := m.Decode(b); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	h := m.AsymmetricSecurityHeader
 	if h == nil {
-		return nil, errors.New("no asymmetric security header")
+		return nil, nil, errors.New("no asymmetric security header")
 	}
 	if h.SecurityPolicyURI == ua.SecurityPolicyURINone || h.SecurityPolicyURI == "" {
-		return b, nil
+		return b, nil, nil
 	}
 	cert, err := x509.ParseCertificate(h.SenderCertificate)
 	if err != nil {
-		return nil, fmt.Errorf("client certificate: %w", err)
+		return nil, nil, fmt.Errorf("client certificate: %w", err)
 	}
 	pub, ok := cert.PublicKey.(*rsa.PublicKey)
 	if !ok {
-		return nil, errors.New("client certificate without an RSA key")
+		return nil, nil, errors.New("client certificate without an RSA key")
 	}
 	algo, err := uapolicy.Asymmetric(h.SecurityPolicyURI, serverKey, pub)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	hl := 12 + h.Len()
 	p, err := algo.Decrypt(b[hl:])
 	if err != nil {
-		return nil, fmt.Errorf("decrypting: %w", err)
+		return nil, nil, fmt.Errorf("decrypting: %w", err)
 	}
 	plain := append(append([]byte(nil), b[:hl]...), p...)
 	sigLen := algo.RemoteSignatureLength()
 	if len(plain) < hl+sigLen+1 {
-		return nil, errors.New("short request")
+		return nil, nil, errors.New("short request")
 	}
 	msg, sig := plain[:len(plain)-sigLen], plain[len(plain)-sigLen:]
 	// The signature covers the header with the encrypted size.
 	signed := append([]byte(nil), msg...)
 	binary.LittleEndian.PutUint32(signed[4:], uint32(len(b)))
 	if err := algo.VerifySignature(signed, sig); err != nil {
-		return nil, fmt.Errorf("signature: %w", err)
+		return nil, nil, fmt.Errorf("signature: %w", err)
 	}
 	pad := int(msg[len(msg)-1])
 	if algo.SignatureLength() > 256 {
@@ -584,11 +611,11 @@ func openOPN(b []byte, serverKey *rsa.PrivateKey) ([]byte, error) {
 	}
 	pad++
 	if len(msg)-pad < hl {
-		return nil, errors.New("bad padding")
+		return nil, nil, errors.New("bad padding")
 	}
 	out := msg[:len(msg)-pad]
 	binary.LittleEndian.PutUint32(out[4:], uint32(len(out)))
-	return out, nil
+	return out, h.SenderCertificate, nil
 }
 
 func (r *instance) closePair(dst, src net.Conn) {

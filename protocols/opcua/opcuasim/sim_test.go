@@ -2,12 +2,15 @@ package opcuasim
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
 	"go.uber.org/goleak"
+
+	"github.com/edgegate/edgegate/protocols/opcua/uacert"
 )
 
 func TestMain(m *testing.M) {
@@ -148,5 +151,50 @@ func TestWriteAndRestart(t *testing.T) {
 	}
 	if dv.Value() != 42.5 {
 		t.Fatalf("after restart: %v", dv.Value())
+	}
+}
+
+// TestClientCertificates: a secure channel's client certificate is recorded, one
+// of policy None is not.
+func TestClientCertificates(t *testing.T) {
+	s := startSim(t, Options{Security: AllSecurity, Vars: []Var{{Name: "v", Value: int32(1)}}})
+	connect(t, s) // policy None
+	if got := s.ClientCertificates(); len(got) != 0 {
+		t.Fatalf("policy None recorded %v", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	eps, err := opcua.GetEndpoints(ctx, s.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ep *ua.EndpointDescription
+	for _, e := range eps {
+		if e.SecurityPolicyURI == ua.SecurityPolicyURIBasic256Sha256 && e.SecurityMode == ua.MessageSecurityModeSignAndEncrypt {
+			ep = e
+		}
+	}
+	if ep == nil {
+		t.Fatal("no Basic256Sha256 SignAndEncrypt endpoint")
+	}
+	der, key, err := uacert.Generate("test client", "urn:edgegate:test:client", nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := opcua.NewClient(s.Endpoint(), opcua.AutoReconnect(false),
+		opcua.Certificate(der), opcua.PrivateKey(key), opcua.ApplicationURI("urn:edgegate:test:client"),
+		opcua.SecurityFromEndpoint(ep, ua.UserTokenTypeAnonymous))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Node(ua.MustParseNodeID(NodeID("v"))).Value(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.ClientCertificates(), []string{uacert.Thumbprint(der)}; !slices.Equal(got, want) {
+		t.Fatalf("client certificates %v, want %v", got, want)
 	}
 }
