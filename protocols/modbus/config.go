@@ -346,7 +346,7 @@ func compilePoint(p PointConfig, maxRegs int) (*point, []error) {
 	if err := payload.ValidName(p.Name); err != nil {
 		add("name: %w", err)
 	}
-	pt := &point{name: p.Name, unit: p.Unit, writable: p.Writable, deadband: p.Deadband}
+	pt := &point{name: p.Name, unit: p.Unit, writable: p.Writable, deadband: bridge.Deadband{Absolute: p.Deadband}}
 	kind, ok := parseRegister(p.Register)
 	if !ok {
 		if p.Register == "" {

@@ -31,7 +31,7 @@ type point struct {
 	scaled   bool
 	scale    float64
 	offset   float64
-	deadband float64
+	deadband bridge.Deadband
 	writable bool
 	priority bridge.Priority
 	labels   map[string]string
@@ -129,16 +129,9 @@ func (p *point) zero() bridge.Value {
 }
 
 // unchanged reports whether v is close enough to the last published value not to be
-// published again.
+// published again: the bridge's deadband, which the gateway's reporting rules share.
 func (p *point) unchanged(v bridge.Value) bool {
-	if p.deadband > 0 {
-		a, ok1 := v.Float()
-		b, ok2 := p.last.Float()
-		if ok1 && ok2 && v.Kind() == p.last.Kind() {
-			return math.Abs(a-b) < p.deadband
-		}
-	}
-	return v.Equal(p.last)
+	return !p.deadband.Changed(p.last, v)
 }
 
 // splitLevel records what a point's refused requests taught: a request that spans
