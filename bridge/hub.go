@@ -172,6 +172,7 @@ type Hub struct {
 	cfg     HubConfig
 	metrics *metrics
 	reg     *registry
+	rep     *reporter // the reporting stage (report.go)
 
 	mu    sync.RWMutex
 	ring  []*Message
@@ -207,6 +208,7 @@ func NewHub(cfg HubConfig, reg prometheus.Registerer) *Hub {
 	h.subs.Store(&[]*Subscription{})
 	h.metrics = newMetrics(h, reg)
 	h.reg = newRegistry(cfg.MaxDevices, cfg.MaxPointsPerDevice, h.metrics)
+	h.rep = newReporter(h.metrics)
 	return h
 }
 

@@ -28,6 +28,11 @@ func (in *Ingest) Protocol() Protocol { return in.protocol }
 // registry, so that a device sees all of a multi-point payload or none of it.
 // When Publish returns nil the messages are ordered and visible to subscribers, and
 // with a journal, on disk: only then may the adapter acknowledge them to the device.
+//
+// The reporting rules (SetReporting) apply first: a message they suppress is
+// accepted and counted but not published, and one that sampling holds is published
+// when its interval ends (RunReporting), unless a newer value of its point replaces
+// it first. Those are acknowledged at once: nothing of theirs is on disk yet.
 func (in *Ingest) Publish(ctx context.Context, msgs ...*Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -55,14 +60,14 @@ func (in *Ingest) Publish(ctx context.Context, msgs ...*Message) error {
 	for i, m := range msgs {
 		m.dev = devs[i]
 	}
-	last, err := in.hub.publish(msgs)
+	last, n, err := in.hub.rep.publish(in.hub, msgs, now)
 	if err != nil {
 		return err
 	}
 	for _, d := range devs {
 		d.in.Inc()
 	}
-	if j := in.hub.cfg.Journal; j != nil {
+	if j := in.hub.cfg.Journal; j != nil && n > 0 {
 		// The caller acknowledges the device when we return: only once it is on disk.
 		return j.WaitDurable(ctx, last)
 	}

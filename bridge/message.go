@@ -1,6 +1,7 @@
 // Package bridge is the core of the gateway: the message model, the hub that orders
-// every message and fans it out to subscribers, the last-value cache and the device
-// registry.
+// every message and fans it out to subscribers, the last-value cache, the device
+// registry, and the reporting stage in front of the hub (report by exception,
+// deadbands and sampling; report.go).
 //
 // The bridge knows nothing of device protocols: adapters hand it messages through an
 // Ingest, and it never imports a protocol package. It does not speak gRPC either; the

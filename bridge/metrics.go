@@ -8,6 +8,10 @@ type metrics struct {
 	rejected             *prometheus.CounterVec
 	dropped              *prometheus.CounterVec
 	devices              *prometheus.GaugeVec
+	// The reporting stage (report.go).
+	reportSuppressed             *prometheus.CounterVec
+	reportDeadband, reportSample prometheus.Counter
+	reportPending, reportPoints  prometheus.Gauge
 }
 
 func newMetrics(h *Hub, reg prometheus.Registerer) *metrics {
@@ -37,11 +41,23 @@ func newMetrics(h *Hub, reg prometheus.Registerer) *metrics {
 		devices: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "edgegate_devices", Help: "Devices by protocol and state.",
 		}, []string{"protocol", "state"}),
+		reportSuppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegate_reporting_suppressed_total", Help: "Messages the reporting rules kept from the hub: unchanged or within the deadband (deadband), or held by sampling and replaced by a newer value (sample).",
+		}, []string{"reason"}),
+		reportPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgegate_reporting_pending", Help: "Values held by sampling until their interval ends (at most one per point).",
+		}),
+		reportPoints: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgegate_reporting_points", Help: "Points that a reporting rule matches and whose last published value the gateway keeps.",
+		}),
 	}
+	m.reportDeadband = m.reportSuppressed.WithLabelValues(reasonDeadband)
+	m.reportSample = m.reportSuppressed.WithLabelValues(reasonSample)
 	if reg == nil {
 		return m
 	}
 	reg.MustRegister(m.in, m.out, m.bad, m.writes, m.badUnknown, m.rejected, m.dropped, m.devices,
+		m.reportSuppressed, m.reportPending, m.reportPoints,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "edgegate_subscribers", Help: "Open subscriptions.",
 		}, func() float64 { return float64(len(h.subscriptions())) }),
