@@ -255,6 +255,16 @@ const (
 	// Every message waits for the budget, in sequence order: nothing is lost, the
 	// stream falls behind (and is held on disk, with the durable log).
 	ShedPolicy_SHED_POLICY_HOLD ShedPolicy = 1
+	// Keep the latest value per point: a LOW or NORMAL message over budget waits as
+	// its (device, point)'s pending value, replacing an older pending value of the
+	// same point, which is shed (counted). Pending values are sent when the budget
+	// allows and no HIGH or CRITICAL message is waiting, NORMAL before LOW, each
+	// oldest first, so the last value of every point arrives, late. A pending value
+	// keeps its original sequence, so it arrives out of global sequence order (after
+	// messages with larger sequences); the order of one point's values holds. A
+	// stream holds at most 10,000 pending points: beyond them, a message of another
+	// point is dropped (counted).
+	ShedPolicy_SHED_POLICY_LATEST ShedPolicy = 2
 )
 
 // Enum value maps for ShedPolicy.
@@ -262,10 +272,12 @@ var (
 	ShedPolicy_name = map[int32]string{
 		0: "SHED_POLICY_DROP",
 		1: "SHED_POLICY_HOLD",
+		2: "SHED_POLICY_LATEST",
 	}
 	ShedPolicy_value = map[string]int32{
-		"SHED_POLICY_DROP": 0,
-		"SHED_POLICY_HOLD": 1,
+		"SHED_POLICY_DROP":   0,
+		"SHED_POLICY_HOLD":   1,
+		"SHED_POLICY_LATEST": 2,
 	}
 )
 
@@ -645,7 +657,10 @@ type SubscribeRequest struct {
 	// Unset (or zero) fields take the gateway's cap, which may be unlimited.
 	Budget *Budget `protobuf:"bytes,8,opt,name=budget,proto3" json:"budget,omitempty"`
 	// What happens to LOW and NORMAL messages when the budget is spent. HIGH and
-	// CRITICAL messages are never shed: they wait for the budget, in order.
+	// CRITICAL messages are never shed, under any policy: they wait for the budget,
+	// in order. Whatever the policy, a LOW message may spend the budget only while
+	// at least half of its burst is left and a NORMAL one while a quarter is, so that
+	// the rest is there for HIGH and CRITICAL messages when they come.
 	Shed          ShedPolicy `protobuf:"varint,9,opt,name=shed,proto3,enum=edgegate.v1.ShedPolicy" json:"shed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1558,11 +1573,12 @@ const file_edgegate_v1_gateway_proto_rawDesc = "" +
 	"\x16DEVICE_STATE_CONNECTED\x10\x01\x12\x1d\n" +
 	"\x19DEVICE_STATE_DISCONNECTED\x10\x02\x12\x16\n" +
 	"\x12DEVICE_STATE_ERROR\x10\x03\x12\x1b\n" +
-	"\x17DEVICE_STATE_CONNECTING\x10\x04*8\n" +
+	"\x17DEVICE_STATE_CONNECTING\x10\x04*P\n" +
 	"\n" +
 	"ShedPolicy\x12\x14\n" +
 	"\x10SHED_POLICY_DROP\x10\x00\x12\x14\n" +
-	"\x10SHED_POLICY_HOLD\x10\x01*;\n" +
+	"\x10SHED_POLICY_HOLD\x10\x01\x12\x16\n" +
+	"\x12SHED_POLICY_LATEST\x10\x02*;\n" +
 	"\n" +
 	"ReadSource\x12\x15\n" +
 	"\x11READ_SOURCE_CACHE\x10\x00\x12\x16\n" +

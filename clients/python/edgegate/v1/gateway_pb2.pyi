@@ -29,6 +29,7 @@ READ_SOURCE_CACHE: ReadSource
 READ_SOURCE_DEVICE: ReadSource
 SHED_POLICY_DROP: ShedPolicy
 SHED_POLICY_HOLD: ShedPolicy
+SHED_POLICY_LATEST: ShedPolicy
 
 class AckRequest(_message.Message):
     __slots__ = ["consumer", "sequence"]
