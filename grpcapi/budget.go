@@ -2,8 +2,10 @@ package grpcapi
 
 import (
 	"context"
+	"math"
 	"time"
 
+	"github.com/edgegate/edgegate/bridge"
 	"golang.org/x/time/rate"
 )
 
@@ -76,11 +78,55 @@ func (p *pacer) limiters(size int) ([]*rate.Limiter, []int) {
 	return ls, ns
 }
 
-// allow takes the tokens for a message of size bytes if every bucket has them now,
-// and takes nothing otherwise.
-func (p *pacer) allow(size int) bool {
+// Priority headroom. A bucket's last tokens are kept for HIGH and CRITICAL
+// messages: a LOW message may take tokens only while half of the bucket's burst
+// would be left after it, a NORMAL one while a quarter would; HIGH and CRITICAL
+// take whatever there is. Without it, the LOW and NORMAL messages of an overloaded
+// stream spend the bucket down to nothing, and a CRITICAL message that comes next
+// waits for the refill behind them; with it, the bucket of an overloaded stream
+// hovers at a quarter full (where NORMAL stops) instead of empty, so a CRITICAL
+// message (or a burst of up to a quarter of a second's budget of them) goes out at
+// once. A simple rule, kept the same for every shed policy and for the gateway's
+// shared bucket (where another stream's CRITICAL messages are the ones protected).
+func headroom(prio bridge.Priority) float64 {
+	switch {
+	case prio >= bridge.PriorityHigh:
+		return 0
+	case prio == bridge.PriorityLow:
+		return 0.5
+	}
+	return 0.25 // NORMAL, and UNSPECIFIED, which the hub makes NORMAL
+}
+
+// reserve is how many of l's tokens a message of priority prio that needs n of
+// them must leave. A full bucket always admits a message, however large: a LOW
+// message of most of a bytes burst would otherwise never go.
+func reserve(l *rate.Limiter, prio bridge.Priority, n int) float64 {
+	h := headroom(prio)
+	if h == 0 {
+		return 0
+	}
+	return min(math.Floor(h*float64(l.Burst())), float64(l.Burst()-n))
+}
+
+// allow takes the tokens for a message of priority prio and size bytes if every
+// bucket has them now, above prio's headroom, and takes nothing otherwise. On the
+// shared bucket another stream may take tokens between the look and the taking,
+// so a LOW or NORMAL message may spend a token or so of the headroom: the headroom
+// is a soft bound, the budget itself is not.
+func (p *pacer) allow(prio bridge.Priority, size int) bool {
+	return p.allowAt(time.Now(), prio, size)
+}
+
+func (p *pacer) allowAt(now time.Time, prio bridge.Priority, size int) bool {
 	ls, ns := p.limiters(size)
-	now := time.Now()
+	if headroom(prio) > 0 {
+		for i, l := range ls {
+			if l.TokensAt(now)-float64(ns[i]) < reserve(l, prio, ns[i]) {
+				return false
+			}
+		}
+	}
 	rs := make([]*rate.Reservation, 0, len(ls))
 	for i, l := range ls {
 		r := l.ReserveN(now, ns[i])
@@ -96,12 +142,56 @@ func (p *pacer) allow(size int) bool {
 	return true
 }
 
-// wait blocks until every bucket has the tokens for a message of size bytes.
-func (p *pacer) wait(ctx context.Context, size int) error {
+// minWake bounds how soon a pacer that waits looks again, so that rounding never
+// makes it spin.
+const minWake = time.Millisecond
+
+// delay is how long until allow may succeed for a message of priority prio and
+// size bytes, counting the refill only (on the shared bucket other streams may
+// take the tokens first; the caller looks again).
+func (p *pacer) delay(prio bridge.Priority, size int) time.Duration {
+	return p.delayAt(time.Now(), prio, size)
+}
+
+func (p *pacer) delayAt(now time.Time, prio bridge.Priority, size int) time.Duration {
 	ls, ns := p.limiters(size)
+	var d time.Duration
 	for i, l := range ls {
-		if err := l.WaitN(ctx, ns[i]); err != nil {
-			return err
+		short := float64(ns[i]) + reserve(l, prio, ns[i]) - l.TokensAt(now)
+		if short > 0 {
+			d = max(d, time.Duration(short/float64(l.Limit())*float64(time.Second)))
+		}
+	}
+	return max(d, minWake)
+}
+
+// wait blocks until a message of priority prio and size bytes has its tokens in
+// every bucket. HIGH and CRITICAL messages reserve
+// them at once (a bucket may go below zero: the refill pays it back, and LOW and
+// NORMAL ones wait the longer); LOW and NORMAL ones wait until allow admits them.
+func (p *pacer) wait(ctx context.Context, prio bridge.Priority, size int) error {
+	if headroom(prio) == 0 {
+		ls, ns := p.limiters(size)
+		for i, l := range ls {
+			if err := l.WaitN(ctx, ns[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var t *time.Timer
+	for !p.allow(prio, size) {
+		d := p.delay(prio, size)
+		if t == nil {
+			t = time.NewTimer(d)
+			defer t.Stop()
+		} else {
+			t.Reset(d)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	return nil

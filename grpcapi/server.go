@@ -42,6 +42,9 @@ type Options struct {
 	SubscriberBudget Budget
 	// GatewayBudget is shared by every stream (zero: unlimited).
 	GatewayBudget Budget
+	// MaxPendingPoints bounds the points a SHED_POLICY_LATEST stream holds a
+	// pending value for; default DefaultMaxPendingPoints.
+	MaxPendingPoints int
 	// Metrics registers the stream metrics when not nil.
 	Metrics prometheus.Registerer
 }
@@ -49,14 +52,17 @@ type Options struct {
 // Server implements pb.GatewayServer.
 type Server struct {
 	pb.UnimplementedGatewayServer
-	hub       *bridge.Hub
-	log       *slog.Logger
-	subs      chan struct{} // a slot per open Subscribe stream
-	consumers Consumers
-	subCap    Budget
-	shared    *bucket
-	shed      *prometheus.CounterVec
-	held      *prometheus.CounterVec
+	hub        *bridge.Hub
+	log        *slog.Logger
+	subs       chan struct{} // a slot per open Subscribe stream
+	consumers  Consumers
+	subCap     Budget
+	shared     *bucket
+	maxPending int
+	shed       *prometheus.CounterVec
+	held       *prometheus.CounterVec
+	conflated  *prometheus.CounterVec
+	pending    *prometheus.GaugeVec
 }
 
 var _ pb.GatewayServer = (*Server)(nil)
@@ -69,17 +75,28 @@ func New(hub *bridge.Hub, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.MaxPendingPoints <= 0 {
+		opts.MaxPendingPoints = DefaultMaxPendingPoints
+	}
 	s := &Server{hub: hub, log: opts.Logger, subs: make(chan struct{}, opts.MaxSubscribers), consumers: opts.Consumers,
-		subCap: opts.SubscriberBudget, shared: newBucket(opts.GatewayBudget),
+		subCap: opts.SubscriberBudget, shared: newBucket(opts.GatewayBudget), maxPending: opts.MaxPendingPoints,
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgegate_subscriber_shed_total", Help: "Messages a stream dropped because its budget was spent (shed policy drop), by priority.",
+			Name: "edgegate_subscriber_shed_total",
+			Help: "Messages a stream dropped because its budget was spent (shed policy drop, or latest with its pending points at their bound), by priority.",
 		}, []string{"priority"}),
 		held: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgegate_subscriber_held_total", Help: "Messages that waited for a stream's budget, by priority.",
+			Name: "edgegate_subscriber_held_total", Help: "Messages that waited for a stream's budget (or, shed policy latest, became a pending value), by priority.",
+		}, []string{"priority"}),
+		conflated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegate_subscriber_conflated_total",
+			Help: "Pending values a stream never sent because a newer value of the same point replaced them (shed policy latest), by priority.",
+		}, []string{"priority"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edgegate_subscriber_pending", Help: "Values that wait for a stream's budget as their point's latest (shed policy latest), by priority.",
 		}, []string{"priority"}),
 	}
 	if opts.Metrics != nil {
-		opts.Metrics.MustRegister(s.shed, s.held)
+		opts.Metrics.MustRegister(s.shed, s.held, s.conflated, s.pending)
 	}
 	return s
 }
@@ -159,38 +176,141 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 		return status.Error(codes.InvalidArgument, "budget: rates must not be negative")
 	}
 	p := &pacer{own: newBucket(want.capped(s.subCap)), shared: s.shared}
-	drop := req.GetShed() == pb.ShedPolicy_SHED_POLICY_DROP
-	ctx := stream.Context()
+	return s.pump(stream.Context(), sub, stream, p, req.GetShed())
+}
+
+// pump sends the subscription's messages on the stream, within the pacer's
+// budget, until the stream or the subscription ends.
+//
+// Over budget, HIGH and CRITICAL messages wait for tokens, in order, whatever the
+// policy. LOW and NORMAL ones are dropped (DROP), wait in order with the others
+// (HOLD), or become their point's pending value (LATEST), which is sent when the
+// budget allows: after every hub batch, and when the hub has nothing new, once
+// the refill gives the oldest pending value its tokens (a timer, not a poll).
+func (s *Server) pump(ctx context.Context, sub *bridge.Subscription, stream grpc.ServerStreamingServer[pb.Message], p *pacer, policy pb.ShedPolicy) error {
+	send := func(m *bridge.Message, pm *pb.Message) error {
+		if err := stream.Send(pm); err != nil {
+			return err
+		}
+		m.Delivered()
+		return nil
+	}
+	var q *pendingQueue
+	if policy == pb.ShedPolicy_SHED_POLICY_LATEST && p.limited() {
+		q = newPendingQueue(s.maxPending)
+		defer func() {
+			for prio, n := range q.counts() {
+				s.pending.WithLabelValues(prio.String()).Sub(float64(n))
+			}
+		}()
+	}
+	// flush sends pending values, NORMAL before LOW, oldest first, while the
+	// budget allows. HIGH and CRITICAL messages never wait here: the stream
+	// handles each as it reads it.
+	flush := func() error {
+		for v := q.front(); v != nil; v = q.front() {
+			if !p.allow(v.m.Priority, v.size) {
+				return nil
+			}
+			q.remove(v)
+			s.pending.WithLabelValues(v.m.Priority.String()).Dec()
+			if err := send(v.m, v.pm); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// keep makes a LOW or NORMAL message its point's pending value.
+	keep := func(v *pendingValue) error {
+		prio := v.m.Priority.String()
+		if q.len() >= q.max {
+			// Full: what the budget allows now makes room first.
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		replaced, ok := q.put(v)
+		switch {
+		case !ok:
+			s.shed.WithLabelValues(prio).Inc()
+			return nil
+		case replaced != nil:
+			s.conflated.WithLabelValues(replaced.m.Priority.String()).Inc()
+			s.pending.WithLabelValues(replaced.m.Priority.String()).Dec()
+		}
+		s.pending.WithLabelValues(prio).Inc()
+		s.held.WithLabelValues(prio).Inc()
+		return nil
+	}
 	buf := make([]*bridge.Message, 0, sendBatch)
 	for {
-		batch, err := sub.Next(ctx, buf)
+		// With pending values and nothing new, wake when the refill lets the
+		// oldest one go.
+		next, cancel := ctx, context.CancelFunc(nil)
+		if q != nil {
+			if v := q.front(); v != nil {
+				next, cancel = context.WithTimeout(ctx, p.delay(v.m.Priority, v.size))
+			}
+		}
+		batch, err := sub.Next(next, buf)
+		if cancel != nil {
+			cancel()
+		}
 		if err != nil {
-			return hubStatus(err)
+			if next == ctx || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+				return hubStatus(err)
+			}
+			batch = nil // the timer: the pending values' turn
 		}
 		for _, m := range batch {
 			pm := ToProto(m)
-			if p.limited() {
-				size := 0
-				if p.needsSize() {
-					size = proto.Size(pm)
+			if !p.limited() {
+				if err := send(m, pm); err != nil {
+					return err
 				}
-				if !p.allow(size) {
-					// Over budget. Shedding the low end keeps the high end on time:
-					// HIGH and CRITICAL wait for tokens, never lost.
-					if drop && m.Priority < bridge.PriorityHigh {
-						s.shed.WithLabelValues(m.Priority.String()).Inc()
-						continue
-					}
+				continue
+			}
+			size := 0
+			if p.needsSize() {
+				size = proto.Size(pm)
+			}
+			important := m.Priority >= bridge.PriorityHigh
+			if q != nil && !important && q.blocks(m) {
+				// Older values of this class wait: this one waits behind them.
+				if err := keep(&pendingValue{key: pointKey{m.Device, m.Point}, m: m, pm: pm, size: size}); err != nil {
+					return err
+				}
+				continue
+			}
+			if !p.allow(m.Priority, size) {
+				// Over budget. Shedding the low end keeps the high end on time:
+				// HIGH and CRITICAL wait for tokens, never lost.
+				switch {
+				case important || policy != pb.ShedPolicy_SHED_POLICY_DROP && q == nil:
+					// HOLD, or a policy this gateway does not know (a newer
+					// client's): losing nothing is the safe reading.
 					s.held.WithLabelValues(m.Priority.String()).Inc()
-					if err := p.wait(ctx, size); err != nil {
+					if err := p.wait(ctx, m.Priority, size); err != nil {
 						return hubStatus(err)
 					}
+				case q != nil:
+					if err := keep(&pendingValue{key: pointKey{m.Device, m.Point}, m: m, pm: pm, size: size}); err != nil {
+						return err
+					}
+					continue
+				default:
+					s.shed.WithLabelValues(m.Priority.String()).Inc()
+					continue
 				}
 			}
-			if err := stream.Send(pm); err != nil {
+			if err := send(m, pm); err != nil {
 				return err
 			}
-			m.Delivered()
+		}
+		if q != nil {
+			if err := flush(); err != nil {
+				return err
+			}
 		}
 	}
 }

@@ -40,6 +40,7 @@ func (w *recordingWriter) Write(ctx context.Context, device, point string, v bri
 
 type fixture struct {
 	hub    *bridge.Hub
+	srv    *Server
 	client pb.GatewayClient
 }
 
@@ -48,7 +49,8 @@ func start(t *testing.T, cfg bridge.HubConfig, opts Options) *fixture {
 	hub := bridge.NewHub(cfg, nil)
 	ln := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
-	New(hub, opts).Register(srv)
+	api := New(hub, opts)
+	api.Register(srv)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -66,7 +68,7 @@ func start(t *testing.T, cfg bridge.HubConfig, opts Options) *fixture {
 		srv.Stop()
 		<-done
 	})
-	return &fixture{hub: hub, client: pb.NewGatewayClient(cc)}
+	return &fixture{hub: hub, srv: api, client: pb.NewGatewayClient(cc)}
 }
 
 func publish(t *testing.T, in *bridge.Ingest, device, point string, v bridge.Value, labels map[string]string) {
