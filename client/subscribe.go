@@ -42,7 +42,7 @@ type subOptions struct {
 	hasAfter bool
 	consumer string
 	budget   *pb.Budget
-	hold     bool
+	shed     pb.ShedPolicy
 }
 
 // FromEarliest starts with every message the gateway still retains, then live.
@@ -61,7 +61,8 @@ func After(seq uint64) SubscribeOption {
 func Consumer(name string) SubscribeOption { return func(o *subOptions) { o.consumer = name } }
 
 // WithBudget asks the gateway to pace the stream at most at these rates (zero: the
-// gateway's cap). Over budget, LOW and NORMAL messages are shed unless Hold is set.
+// gateway's cap). Over budget, LOW and NORMAL messages are shed unless Hold or
+// Latest is set; HIGH and CRITICAL ones wait for the budget, never shed.
 func WithBudget(messagesPerSecond, bytesPerSecond float64) SubscribeOption {
 	return func(o *subOptions) {
 		o.budget = &pb.Budget{MessagesPerSecond: messagesPerSecond, BytesPerSecond: bytesPerSecond}
@@ -69,11 +70,24 @@ func WithBudget(messagesPerSecond, bytesPerSecond float64) SubscribeOption {
 }
 
 // Hold makes every message wait for the budget instead of shedding LOW and NORMAL
-// ones: nothing is lost, the stream falls behind.
-func Hold() SubscribeOption { return func(o *subOptions) { o.hold = true } }
+// ones: nothing is lost, the stream falls behind. Hold and Latest exclude each
+// other: the last one given counts.
+func Hold() SubscribeOption { return func(o *subOptions) { o.shed = pb.ShedPolicy_SHED_POLICY_HOLD } }
+
+// Latest keeps, over budget, the latest value of each LOW or NORMAL point instead
+// of shedding it (SHED_POLICY_LATEST): a newer value of the point replaces it, and
+// it is sent when the budget allows, so every point's last value arrives, late.
+// Such a value keeps its sequence and so may arrive after messages with larger
+// ones: with Latest, Recv returns each point's values in order, not the stream's.
+// After a reconnect the stream resumes after the largest sequence delivered: a
+// value the old stream still held back is not sent, the point's next one is.
+func Latest() SubscribeOption {
+	return func(o *subOptions) { o.shed = pb.ShedPolicy_SHED_POLICY_LATEST }
+}
 
 // Subscription delivers the messages that match its filter, each once and in
-// sequence order, across lost connections and gateway restarts: after a failure it
+// sequence order (with Latest, in order per point), across lost connections and
+// gateway restarts: after a failure it
 // reconnects with backoff and resumes after the last sequence it delivered, and
 // drops any message it already delivered. What it cannot repair is a gap the
 // gateway no longer retains, which Stats counts as Skipped.
@@ -88,13 +102,17 @@ type Subscription struct {
 
 	stream    grpc.ServerStreamingClient[pb.Message]
 	streamEnd context.CancelFunc
-	// last is the sequence last delivered; resumeAfter is where to resume when
+	// last is the largest sequence delivered; resumeAfter is where to resume when
 	// nothing was delivered yet but a stream had started (its first sequence - 1).
 	last, resumeAfter uint64
-	delivered         bool
-	positioned        bool
-	attempts          int
-	err               error
+	// seen is what a Latest stream treats as delivered already: last when the
+	// stream opened. Within one stream, a smaller sequence than last is a value
+	// the gateway held back, not a repeat.
+	seen       uint64
+	delivered  bool
+	positioned bool
+	attempts   int
+	err        error
 
 	// acked is the highest sequence the caller acknowledged through Ack: a gateway
 	// killed before it saved that position is told again on reconnect.
@@ -127,10 +145,7 @@ func (c *Client) Subscribe(ctx context.Context, f Filter, opts ...SubscribeOptio
 	}
 	req := &pb.SubscribeRequest{
 		Devices: f.Devices, Points: f.Points, Protocols: f.Protocols, Labels: f.Labels,
-		Consumer: o.consumer, Budget: o.budget,
-	}
-	if o.hold {
-		req.Shed = pb.ShedPolicy_SHED_POLICY_HOLD
+		Consumer: o.consumer, Budget: o.budget, Shed: o.shed,
 	}
 	switch {
 	case o.earliest:
@@ -153,7 +168,8 @@ func (s *Subscription) Stats() Stats {
 	}
 }
 
-// Last is the sequence of the last message delivered (0 before any).
+// Last is the largest sequence delivered (0 before any): the last message's,
+// except that with Latest a held-back value may come after a larger one.
 func (s *Subscription) Last() uint64 { return s.last }
 
 // Ack acknowledges, for a durable consumer, every message up to and including seq.
@@ -198,11 +214,15 @@ func (s *Subscription) Recv() (*Message, error) {
 			continue
 		}
 		s.attempts = 0
-		if s.delivered && pm.GetSequence() <= s.last {
+		seen := s.last
+		if s.opts.shed == pb.ShedPolicy_SHED_POLICY_LATEST {
+			seen = s.seen
+		}
+		if s.delivered && pm.GetSequence() <= seen {
 			s.duplicates.Add(1)
 			continue
 		}
-		s.last, s.delivered = pm.GetSequence(), true
+		s.last, s.delivered = max(s.last, pm.GetSequence()), true
 		s.received.Add(1)
 		return MessageOf(pm), nil
 	}
@@ -288,7 +308,7 @@ func (s *Subscription) open() error {
 		s.c.Ack(actx, s.opts.consumer, acked)
 		acancel()
 	}
-	s.stream, s.streamEnd = stream, cancel
+	s.stream, s.streamEnd, s.seen = stream, cancel, s.last
 	return nil
 }
 
