@@ -17,7 +17,7 @@ import (
 
 const (
 	// MinSampleInterval is the shortest sample interval and heartbeat a rule may
-	// have. It also catches a bare number in a config, which is nanoseconds.
+	// have: shorter saves next to nothing, at the cost of a wake-up per point.
 	MinSampleInterval = 10 * time.Millisecond
 	// MaxReportRules bounds the rules: every message is matched against them in order.
 	MaxReportRules = 1024
