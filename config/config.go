@@ -39,6 +39,9 @@ type Config struct {
 	Tunnels []etls.TunnelConfig `yaml:"tunnels"`
 	// Functions are the edge functions (package functions; docs/functions.md).
 	Functions []functions.Config `yaml:"functions"`
+	// Reporting are the report-by-exception and sampling rules applied to every
+	// message before the hub (reporting.go; docs/reporting.md).
+	Reporting []ReportRule `yaml:"reporting"`
 	// FunctionSet is Functions compiled at load; the gateway's pipeline takes it
 	// over (and closes it).
 	FunctionSet *functions.Set `yaml:"-"`
@@ -195,6 +198,8 @@ func Parse(b []byte) (*Config, error) {
 			if err = protocols.DecodeStrict(val, &c.Functions); err != nil {
 				c.Functions = nil // half decoded: compiling it would only add noise
 			}
+		case "reporting":
+			err = protocols.DecodeStrict(val, &c.Reporting)
 		case "devices":
 			devices = val
 		default:
@@ -204,7 +209,7 @@ func Parse(b []byte) (*Config, error) {
 			}
 			newCfg, ok := protocols.Lookup(key)
 			if !ok {
-				err = fmt.Errorf("line %d: unknown key (known: gateway, grpc, http, journal, uplink, tunnels, functions, devices, %s)", doc.Content[i].Line, strings.Join(protocols.Names(), ", "))
+				err = fmt.Errorf("line %d: unknown key (known: gateway, grpc, http, journal, uplink, tunnels, functions, reporting, devices, %s)", doc.Content[i].Line, strings.Join(protocols.Names(), ", "))
 				break
 			}
 			pc := newCfg()
@@ -336,6 +341,7 @@ func (c *Config) validate() Problems {
 	}
 	probs = append(probs, c.validateJournal()...)
 	probs = append(probs, c.validateUplink()...)
+	probs = append(probs, c.validateReporting()...)
 	if g.Retain < 0 || g.SubscriberQueue < 0 || g.MaxDevices < 0 || g.MaxPointsPerDevice < 0 {
 		add(errors.New("gateway: retain, subscriber_queue, max_devices and max_points_per_device must not be negative"))
 	}
