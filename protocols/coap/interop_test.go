@@ -107,19 +107,31 @@ func observeWrite(t *testing.T, e *env, bin string, pre []string, uri, device st
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	args := append(append([]string{}, pre...), "-s", "3", "-B", "4", "-w", uri)
+	// -s, -B: coap-client observes for that many seconds, then deregisters and ends.
+	// Long enough for a loaded CI machine to register and write in between.
+	args := append(append([]string{}, pre...), "-s", "8", "-B", "8", "-w", uri)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	before := metric(t, e.a.metrics.observations)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	before := metric(t, e.a.metrics.observations)
-	waitFor(t, "coap-client's observation", func() bool { return metric(t, e.a.metrics.observations) > before })
+	// It ends after -s seconds; the context stops it by its pid otherwise.
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waitFor(t, "coap-client's observation", func() bool {
+		select {
+		case err := <-exited:
+			t.Fatalf("coap-client ended (%v) before its observation was counted; it printed:\n%s", err, out.String())
+		default:
+		}
+		return metric(t, e.a.metrics.observations) > before
+	})
 	if err := e.a.Write(ctx, device, "setpoint", bridge.Double(19.5)); err != nil {
 		t.Errorf("write to coap-client: %v", err)
 	}
-	_ = cmd.Wait() // it ends after -s seconds; the context stops it by its pid otherwise
+	<-exited
 	if !strings.Contains(out.String(), "19.5") {
 		t.Errorf("coap-client printed %q, want the written 19.5", out.String())
 	}
