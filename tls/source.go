@@ -48,7 +48,7 @@ type Source struct {
 	metrics  *sourceMetrics // nil: none
 
 	mu   sync.Mutex // one check at a time
-	seen []stamp    // the files as they were at the last load attempt
+	seen []FileStamp // the files as they were at the last load attempt
 	cur  atomic.Pointer[material]
 	due  atomic.Int64 // UnixNano after which a handshake checks the files
 }
@@ -60,14 +60,40 @@ type material struct {
 	since time.Time
 }
 
-// stamp is what stat says of one file.
-type stamp struct {
-	path     string // as configured
-	resolved string // every symlink followed
+// FileStamp is what stat says of one file: its path as given, the path every
+// symlink resolves to, its device, inode, size and modification time (or the
+// error). Two stamps of the same file differ when it was rewritten in place,
+// renamed over, or reached through a swapped symlink (a Kubernetes Secret volume).
+// Comparable: compare slices with slices.Equal.
+type FileStamp struct {
+	path     string
+	resolved string
 	dev, ino uint64
 	size     int64
 	mtime    int64
 	err      string
+}
+
+// StatFiles stamps each file, for a caller that keeps its own material read from
+// files (the OPC UA adapter's client certificates) and wants to see a change as a
+// Source does.
+func StatFiles(paths ...string) []FileStamp {
+	out := make([]FileStamp, len(paths))
+	for i, p := range paths {
+		st := FileStamp{path: p}
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			st.resolved = r
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			st.err = err.Error()
+		} else {
+			st.size, st.mtime = fi.Size(), fi.ModTime().UnixNano()
+			st.dev, st.ino = fileID(fi)
+		}
+		out[i] = st
+	}
+	return out
 }
 
 // Files.Source is a Source outside any Store: no metrics, the default logger, the
@@ -116,25 +142,7 @@ func (s *Source) paths() []string {
 	return out
 }
 
-func (s *Source) stat() []stamp {
-	paths := s.paths()
-	out := make([]stamp, len(paths))
-	for i, p := range paths {
-		st := stamp{path: p}
-		if r, err := filepath.EvalSymlinks(p); err == nil {
-			st.resolved = r
-		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			st.err = err.Error()
-		} else {
-			st.size, st.mtime = fi.Size(), fi.ModTime().UnixNano()
-			st.dev, st.ino = fileID(fi)
-		}
-		out[i] = st
-	}
-	return out
-}
+func (s *Source) stat() []FileStamp { return StatFiles(s.paths()...) }
 
 // load reads every file; it changes nothing.
 func (s *Source) load() (*material, error) {

@@ -3,14 +3,13 @@ package opcua
 import (
 	"context"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/edgegate/edgegate/protocols/opcua/uacert"
+	egtls "github.com/edgegate/edgegate/tls"
 )
 
 // certCheckInterval is how often a running adapter checks the cert_file and
@@ -43,17 +42,8 @@ type clientCert struct {
 	m                 *metrics
 
 	mu   sync.Mutex  // one check at a time
-	seen []fileStamp // the files as they were at the last load attempt
+	seen []egtls.FileStamp // the files as they were at the last load attempt
 	cur  atomic.Pointer[identity]
-}
-
-// fileStamp is what stat says of one file.
-type fileStamp struct {
-	resolved string // every symlink followed
-	dev, ino uint64
-	size     int64
-	mtime    int64
-	err      string
 }
 
 // fixedCert is a certificate that does not change (generated, or the data dir's).
@@ -90,24 +80,7 @@ func (c *clientCert) identity() *identity {
 	return c.cur.Load()
 }
 
-func (c *clientCert) stat() []fileStamp {
-	out := make([]fileStamp, 2)
-	for i, p := range []string{c.certFile, c.keyFile} {
-		var st fileStamp
-		if r, err := filepath.EvalSymlinks(p); err == nil {
-			st.resolved = r
-		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			st.err = err.Error()
-		} else {
-			st.size, st.mtime = fi.Size(), fi.ModTime().UnixNano()
-			st.dev, st.ino = fileID(fi)
-		}
-		out[i] = st
-	}
-	return out
-}
+func (c *clientCert) stat() []egtls.FileStamp { return egtls.StatFiles(c.certFile, c.keyFile) }
 
 // check reads the files again if they changed since the last attempt, and
 // reports whether a new certificate is now in use.
