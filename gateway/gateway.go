@@ -25,6 +25,7 @@ import (
 	"github.com/edgegate/edgegate/functions"
 	"github.com/edgegate/edgegate/grpcapi"
 	"github.com/edgegate/edgegate/protocols"
+	"github.com/edgegate/edgegate/protocols/ratelog"
 	etls "github.com/edgegate/edgegate/tls"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -105,6 +106,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		journal: jr,
 		readyCh: make(chan struct{}),
 		hup:     make(chan struct{}, 1),
+	}
+	if err := g.hub.SetReporting(cfg.ReportRules()); err != nil {
+		g.closeJournal()
+		return nil, fmt.Errorf("reporting: %w", err)
 	}
 	g.reloadMetrics = newReloadMetrics(reg)
 	g.functions = functions.New(cfg.FunctionSet, functions.Options{
@@ -265,6 +270,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}()
 	}
 
+	// The reporting stage's sampler before the adapters and functions whose
+	// messages it holds, and stopped after them: when it stops it publishes what it
+	// still holds, before the hub closes.
+	repCtx, repStop := context.WithCancel(context.WithoutCancel(ctx))
+	repDone := make(chan struct{})
+	go func() {
+		defer close(repDone)
+		lim := ratelog.New(1, 5, nil)
+		g.hub.RunReporting(repCtx, func(err error) {
+			lim.Log(g.log, slog.LevelWarn, "reporting: sampled values not published", "err", err)
+		})
+	}()
+
 	// Edge functions before the adapters, whose messages pass through them, and
 	// stopped after the adapters.
 	fnCtx, fnStop := context.WithCancel(context.WithoutCancel(ctx))
@@ -362,6 +380,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case <-fnDone:
 	case <-time.After(left()):
 		g.log.Error("edge functions did not stop in time", "timeout", cfg.Gateway.ShutdownTimeout)
+	}
+	repStop()
+	select {
+	case <-repDone:
+	case <-time.After(left()):
+		g.log.Error("the reporting stage did not stop in time", "timeout", cfg.Gateway.ShutdownTimeout)
 	}
 	g.hub.Close()
 	g.closeJournal()

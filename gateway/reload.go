@@ -67,9 +67,10 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 // Reload applies a new, validated config as a difference: protocols added start,
 // protocols removed stop, a protocol whose section or devices changed is
 // reconfigured in place when its adapter can (protocols.Reconfigurer) and restarted
-// alone otherwise. Everything else (other adapters, their devices and clients, every
-// subscriber stream) is untouched. It is safe to call while Run runs, from one
-// goroutine at a time.
+// alone otherwise; edge functions and reporting rules are swapped in place.
+// Everything else (other adapters, their devices and clients, every subscriber
+// stream) is untouched. It is safe to call while Run runs, from one goroutine at a
+// time.
 func (g *Gateway) Reload(ctx context.Context, next *config.Config) (ReloadResult, error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
@@ -165,6 +166,15 @@ func (g *Gateway) Reload(ctx context.Context, next *config.Config) (ReloadResult
 			errs = append(errs, fmt.Errorf("functions: %w", err))
 		} else if changed {
 			res.Reconfigured = append(res.Reconfigured, "functions")
+		}
+	}
+	// Reporting rules swap at once: what the old ones held is published, and every
+	// point starts afresh.
+	if !reflect.DeepEqual(cur.Reporting, next.Reporting) {
+		if err := g.hub.SetReporting(next.ReportRules()); err != nil {
+			errs = append(errs, fmt.Errorf("reporting: %w", err))
+		} else {
+			res.Reconfigured = append(res.Reconfigured, "reporting")
 		}
 	}
 	g.setConfig(next)
