@@ -13,7 +13,9 @@
 // are not read at the same instant; a poll that cannot run in its slot is skipped and
 // counted. Readings are reported by exception: a value is published when it changed
 // (by at least its deadband, for numbers) or its quality changed, and otherwise once
-// a heartbeat.
+// a heartbeat. The deadband is the bridge's (bridge.Deadband), which the gateway's
+// reporting rules share; a rule that matches a point applies after the adapter
+// (docs/reporting.md).
 //
 // Errors are classified. A Modbus exception is an Exception that errors.Is matches.
 // "Server busy" and "acknowledge" are retried after a growing wait, busy_retries
