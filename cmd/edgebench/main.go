@@ -42,7 +42,7 @@ type options struct {
 }
 
 // sections in the order they run; each protocol's lives in its own file.
-var sections = []string{"throughput", "latency", "memory", "journal", "uplink", "modbus", "opcua", "coap", "tls", "functions", "client"}
+var sections = []string{"throughput", "latency", "memory", "journal", "uplink", "modbus", "opcua", "coap", "tls", "functions", "client", "priority"}
 
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("edgebench", flag.ContinueOnError)
@@ -225,6 +225,9 @@ func bench(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	if o.runs("client") && ctx.Err() == nil {
 		e.clientSection(ctx)
 	}
+	if o.runs("priority") && ctx.Err() == nil {
+		e.prioritySection(ctx)
+	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "edgebench: interrupted; every broker it started is stopped")
 		return 130
@@ -239,6 +242,9 @@ func bench(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	printTable(stdout, e.rows)
 	fmt.Fprintln(stdout, "\nthroughput: messages received per subscriber per second; only delivered messages count, and the share that went missing (dropped by a slow-consumer policy or a full queue) is shown.")
 	fmt.Fprintln(stdout, "ratio: edgegate/mosquitto; above 1 is better for throughput, below 1 is better for latency and memory.")
+	if o.runs("priority") {
+		fmt.Fprintln(stdout, "priority: CRITICAL latency publish to receipt over loopback gRPC in one process, loaded run/unloaded run; share delivered is of each priority's messages (C, H, N, L).")
+	}
 	if len(e.failures) > 0 {
 		fmt.Fprintf(stdout, "\nnot measured:\n")
 		for _, f := range e.failures {
