@@ -100,10 +100,24 @@ func tail(ctx context.Context, args []string, stdout io.Writer) error {
 	earliest := fs.Bool("from-earliest", false, "start with every retained message")
 	after := fs.Uint64("after", 0, "resume after this sequence")
 	consumer := fs.String("consumer", "", "durable consumer name: go on after what the last tail with this name printed (needs gateway.data_dir)")
+	rate := fs.Float64("rate", 0, "budget: messages per second (0: the gateway's cap, if any)")
+	byteRate := fs.Float64("byte-rate", 0, "budget: bytes per second (0: the gateway's cap, if any)")
+	shed := fs.String("shed", "drop", "over budget, low and normal messages are: drop, hold (wait their turn) or latest (keep the latest per point)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	req := &pb.SubscribeRequest{Devices: devs, Points: points, Consumer: *consumer, Labels: map[string]string{}}
+	if *rate < 0 || *byteRate < 0 {
+		return fmt.Errorf("%w: --rate and --byte-rate must not be negative", errUsage)
+	}
+	if *rate > 0 || *byteRate > 0 {
+		req.Budget = &pb.Budget{MessagesPerSecond: *rate, BytesPerSecond: *byteRate}
+	}
+	policy, ok := pb.ShedPolicy_value["SHED_POLICY_"+strings.ToUpper(*shed)]
+	if !ok {
+		return fmt.Errorf("%w: --shed %q is not drop, hold or latest", errUsage, *shed)
+	}
+	req.Shed = pb.ShedPolicy(policy)
 	for _, p := range protos {
 		v, ok := pb.Protocol_value["PROTOCOL_"+strings.ToUpper(p)]
 		if !ok {
@@ -166,7 +180,9 @@ func tail(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := printJSON(stdout, m); err != nil {
 			return err
 		}
-		printed = m.GetSequence()
+		// With --shed latest a held-back value comes after larger sequences: the
+		// position acknowledged is the largest printed.
+		printed = max(printed, m.GetSequence())
 		if time.Since(lastAck) >= ackEvery {
 			if err := ack(); err != nil {
 				return err

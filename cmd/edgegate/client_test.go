@@ -83,7 +83,7 @@ mqtt: {listeners: [{type: tcp, address: 127.0.0.1:0}], allow_anonymous: true}
 	tctx, tstop := context.WithCancel(ctx)
 	tailDone := make(chan int, 1)
 	go func() {
-		tailDone <- run(tctx, []string{"tail", "--server", server, "--device", "pos-*"}, tailOut, io.Discard)
+		tailDone <- run(tctx, []string{"tail", "--server", server, "--device", "pos-*", "--rate", "1000", "--shed", "latest"}, tailOut, io.Discard)
 	}()
 
 	dev := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + g.Adapter("mqtt").(protocols.Listening).Addrs()[0].String()).SetClientID("pos-1"))

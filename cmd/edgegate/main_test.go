@@ -65,6 +65,12 @@ func TestUsage(t *testing.T) {
 	if code, _, errOut := runCmd(t, "tail", "--server", "192.0.2.1:50051"); code != 2 || !strings.Contains(errOut, "--plaintext") {
 		t.Errorf("plaintext to a remote server = %d %q", code, errOut)
 	}
+	if code, _, errOut := runCmd(t, "tail", "--shed", "sometimes"); code != 2 || !strings.Contains(errOut, "--shed") {
+		t.Errorf("tail with an unknown shed policy = %d %q", code, errOut)
+	}
+	if code, _, errOut := runCmd(t, "tail", "--rate", "-1"); code != 2 || !strings.Contains(errOut, "--rate") {
+		t.Errorf("tail with a negative rate = %d %q", code, errOut)
+	}
 	if code, _, _ := runCmd(t, "write", "a", "b"); code != 2 {
 		t.Errorf("write with two args exit = %d", code)
 	}
