@@ -19,6 +19,7 @@ import (
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/tcp"
+	tcpServer "github.com/plgd-dev/go-coap/v3/tcp/server"
 	"github.com/plgd-dev/go-coap/v3/udp"
 
 	"github.com/edgegate/edgegate/bridge"
@@ -108,18 +109,18 @@ func (d *testDevice) start(addr string) {
 		s := udp.NewServer(options.WithMux(d.router()), options.WithErrors(func(error) {}), periodic(t))
 		go func() { defer close(done); _ = s.Serve(l) }()
 		stopServer = func() { s.Stop(); _ = l.Close() }
-	case "tcp":
-		l, err := coapNet.NewTCPListener("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
+	case "tcp", "tls":
+		var l interface {
+			tcpServer.Listener
+			Addr() net.Addr
 		}
-		d.addr = l.Addr().String()
-		s := tcp.NewServer(options.WithMux(d.router()), options.WithErrors(func(error) {}), periodic(t))
-		go func() { defer close(done); _ = s.Serve(l) }()
-		stopServer = func() { s.Stop(); _ = l.Close() }
-	case "tls":
-		l, err := coapNet.NewTLSListener("tcp", addr, &tls.Config{Certificates: []tls.Certificate{*d.cert},
-			ClientCAs: d.clientCAs, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12})
+		var err error
+		if d.transport == "tcp" {
+			l, err = coapNet.NewTCPListener("tcp", addr)
+		} else {
+			l, err = coapNet.NewTLSListener("tcp", addr, &tls.Config{Certificates: []tls.Certificate{*d.cert},
+				ClientCAs: d.clientCAs, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12})
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
