@@ -47,7 +47,7 @@ type Source struct {
 	interval time.Duration
 	metrics  *sourceMetrics // nil: none
 
-	mu   sync.Mutex // one check at a time
+	mu   sync.Mutex  // one check at a time
 	seen []FileStamp // the files as they were at the last load attempt
 	cur  atomic.Pointer[material]
 	due  atomic.Int64 // UnixNano after which a handshake checks the files

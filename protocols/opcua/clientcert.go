@@ -41,7 +41,7 @@ type clientCert struct {
 	log               *slog.Logger
 	m                 *metrics
 
-	mu   sync.Mutex  // one check at a time
+	mu   sync.Mutex        // one check at a time
 	seen []egtls.FileStamp // the files as they were at the last load attempt
 	cur  atomic.Pointer[identity]
 }
