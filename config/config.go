@@ -108,8 +108,9 @@ type GRPC struct {
 	Budget Budget `yaml:"budget"`
 }
 
-// Budget is a token-bucket rate in messages and bytes per second (a burst of one
-// second's worth); zero is unlimited.
+// Budget is a token-bucket rate in messages and bytes per second (a burst of 1.5
+// seconds' worth, the last half second kept for HIGH and CRITICAL messages; see
+// docs/durability.md); zero is unlimited.
 type Budget struct {
 	MessagesPerSecond float64 `yaml:"messages_per_second"`
 	BytesPerSecond    float64 `yaml:"bytes_per_second"`

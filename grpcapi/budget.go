@@ -31,6 +31,12 @@ func (b Budget) capped(c Budget) Budget {
 // smaller than a message could never send it.
 const minBytesBurst = 64 << 10
 
+// burstSeconds is a bucket's size in seconds of its rate: one second that every
+// priority may spend, and half a second more kept for the higher ones (headroom).
+// So traffic within its budget that comes in bursts of up to a second's worth (a
+// poll cycle, a payload of many points) is never shed, whatever its priority.
+const burstSeconds = 1.5
+
 // bucket is a pair of token buckets (messages, bytes), either of which may be nil.
 type bucket struct {
 	msgs, bytes *rate.Limiter
@@ -39,10 +45,10 @@ type bucket struct {
 func newBucket(b Budget) *bucket {
 	k := &bucket{}
 	if b.MessagesPerSecond > 0 {
-		k.msgs = rate.NewLimiter(rate.Limit(b.MessagesPerSecond), max(1, int(b.MessagesPerSecond)))
+		k.msgs = rate.NewLimiter(rate.Limit(b.MessagesPerSecond), max(1, int(math.Ceil(burstSeconds*b.MessagesPerSecond))))
 	}
 	if b.BytesPerSecond > 0 {
-		k.bytes = rate.NewLimiter(rate.Limit(b.BytesPerSecond), max(minBytesBurst, int(b.BytesPerSecond)))
+		k.bytes = rate.NewLimiter(rate.Limit(b.BytesPerSecond), max(minBytesBurst, int(math.Ceil(burstSeconds*b.BytesPerSecond))))
 	}
 	if k.msgs == nil && k.bytes == nil {
 		return nil
@@ -79,23 +85,26 @@ func (p *pacer) limiters(size int) ([]*rate.Limiter, []int) {
 }
 
 // Priority headroom. A bucket's last tokens are kept for HIGH and CRITICAL
-// messages: a LOW message may take tokens only while half of the bucket's burst
-// would be left after it, a NORMAL one while a quarter would; HIGH and CRITICAL
-// take whatever there is. Without it, the LOW and NORMAL messages of an overloaded
-// stream spend the bucket down to nothing, and a CRITICAL message that comes next
-// waits for the refill behind them; with it, the bucket of an overloaded stream
-// hovers at a quarter full (where NORMAL stops) instead of empty, so a CRITICAL
-// message (or a burst of up to a quarter of a second's budget of them) goes out at
-// once. A simple rule, kept the same for every shed policy and for the gateway's
-// shared bucket (where another stream's CRITICAL messages are the ones protected).
+// messages: a LOW message may take tokens only while half a second of the rate
+// would be left after it (a third of the burst of 1.5 seconds), a NORMAL one
+// while a quarter of a second would (a sixth); HIGH and CRITICAL take whatever
+// there is. Without it, the LOW and NORMAL messages of an overloaded stream spend
+// the bucket down to nothing, and a CRITICAL message that comes next waits for the
+// refill behind them; with it, the bucket of an overloaded stream hovers at a
+// quarter of a second's tokens (where NORMAL stops) instead of empty, so a
+// CRITICAL message (or a burst of up to a quarter of a second's budget of them)
+// goes out at once. The headroom lies above the one second's worth every priority
+// may spend at once (burstSeconds), so it sheds nothing that keeps to its budget.
+// A simple rule, kept the same for every shed policy and for the gateway's shared
+// bucket (where another stream's CRITICAL messages are the ones protected).
 func headroom(prio bridge.Priority) float64 {
 	switch {
 	case prio >= bridge.PriorityHigh:
 		return 0
 	case prio == bridge.PriorityLow:
-		return 0.5
+		return 0.5 / burstSeconds
 	}
-	return 0.25 // NORMAL, and UNSPECIFIED, which the hub makes NORMAL
+	return 0.25 / burstSeconds // NORMAL, and UNSPECIFIED, which the hub makes NORMAL
 }
 
 // reserve is how many of l's tokens a message of priority prio that needs n of
@@ -166,12 +175,21 @@ func (p *pacer) delayAt(now time.Time, prio bridge.Priority, size int) time.Dura
 }
 
 // wait blocks until a message of priority prio and size bytes has its tokens in
-// every bucket. HIGH and CRITICAL messages reserve
-// them at once (a bucket may go below zero: the refill pays it back, and LOW and
-// NORMAL ones wait the longer); LOW and NORMAL ones wait until allow admits them.
+// every bucket (the HOLD policy: a message waits its turn, whatever its
+// priority). HIGH and CRITICAL messages reserve them at once (a bucket may go
+// below zero: the refill pays it back, and LOW and NORMAL ones wait the longer).
+// LOW and NORMAL ones wait on the stream's own bucket until allow admits them
+// above their headroom: only this stream spends that bucket, so its refill comes.
+// On the gateway's shared bucket they reserve their tokens, headroom or not,
+// because other streams keep spending it: a LOW message waiting there for the
+// headroom could wait for ever, and a HOLD stream with it (and the CRITICAL
+// messages behind it).
 func (p *pacer) wait(ctx context.Context, prio bridge.Priority, size int) error {
-	if headroom(prio) == 0 {
-		ls, ns := p.limiters(size)
+	reserveAll := func(b *bucket) error {
+		if b == nil {
+			return nil
+		}
+		ls, ns := (&pacer{own: b}).limiters(size)
 		for i, l := range ls {
 			if err := l.WaitN(ctx, ns[i]); err != nil {
 				return err
@@ -179,9 +197,16 @@ func (p *pacer) wait(ctx context.Context, prio bridge.Priority, size int) error 
 		}
 		return nil
 	}
+	if headroom(prio) == 0 || p.own == nil {
+		if err := reserveAll(p.own); err != nil {
+			return err
+		}
+		return reserveAll(p.shared)
+	}
+	own := &pacer{own: p.own}
 	var t *time.Timer
-	for !p.allow(prio, size) {
-		d := p.delay(prio, size)
+	for !own.allow(prio, size) {
+		d := own.delay(prio, size)
 		if t == nil {
 			t = time.NewTimer(d)
 			defer t.Stop()
@@ -194,5 +219,5 @@ func (p *pacer) wait(ctx context.Context, prio bridge.Priority, size int) error 
 			return ctx.Err()
 		}
 	}
-	return nil
+	return reserveAll(p.shared)
 }

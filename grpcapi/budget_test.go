@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/edgegate/edgegate/bridge"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
@@ -111,9 +114,10 @@ func TestHoldPolicyLosesNothing(t *testing.T) {
 	}
 }
 
-// TestHeadroom: from a full bucket of 100 tokens, LOW messages take it down to
-// half, NORMAL ones to a quarter, and HIGH and CRITICAL ones take the rest. The
-// clock stands still, so nothing refills.
+// TestHeadroom: from a full bucket of 150 tokens (100 a second, 1.5 s of burst),
+// LOW messages take it down to half a second's worth, NORMAL ones to a quarter,
+// and HIGH and CRITICAL ones take the rest. The clock stands still, so nothing
+// refills.
 func TestHeadroom(t *testing.T) {
 	p := &pacer{own: newBucket(Budget{MessagesPerSecond: 100})}
 	now := time.Now()
@@ -130,7 +134,7 @@ func TestHeadroom(t *testing.T) {
 	for _, c := range []struct {
 		prio bridge.Priority
 		want int
-	}{{bridge.PriorityLow, 50}, {bridge.PriorityNormal, 25}, {bridge.PriorityUnspecified, 0}, {bridge.PriorityHigh, 20}, {bridge.PriorityCritical, 5}} {
+	}{{bridge.PriorityLow, 100}, {bridge.PriorityNormal, 25}, {bridge.PriorityUnspecified, 0}, {bridge.PriorityHigh, 20}, {bridge.PriorityCritical, 5}} {
 		if c.prio == bridge.PriorityHigh {
 			// HIGH may take everything; take 20 of the 25 so CRITICAL finds 5.
 			for range c.want {
@@ -156,6 +160,142 @@ func TestHeadroom(t *testing.T) {
 	b := &pacer{own: newBucket(Budget{BytesPerSecond: 1000})}
 	if !b.allowAt(now, bridge.PriorityLow, 60<<10) {
 		t.Error("a full bytes bucket refused a large LOW message")
+	}
+}
+
+// TestBurstWithinBudget: traffic that keeps to its budget is never shed, also
+// when it comes in bursts of a second's worth (a poll cycle, a payload of many
+// points): 50 LOW messages at once, once a second, on a budget of 60 a second.
+func TestBurstWithinBudget(t *testing.T) {
+	p := &pacer{own: newBucket(Budget{MessagesPerSecond: 60})}
+	now := time.Now()
+	for second := range 5 {
+		at := now.Add(time.Duration(second) * time.Second)
+		for i := range 50 {
+			if !p.allowAt(at, bridge.PriorityLow, 0) {
+				t.Fatalf("second %d: LOW message %d of 50 refused on a budget of 60/s", second, i)
+			}
+		}
+	}
+}
+
+// TestHoldOnSharedBudget: a HOLD stream's LOW message is not starved on the
+// gateway's shared budget while another stream keeps that bucket below the LOW
+// headroom; the CRITICAL message behind it (HOLD keeps order) arrives too. The
+// other stream's NORMAL load is four times the shared budget, for as long as the
+// test runs.
+func TestHoldOnSharedBudget(t *testing.T) {
+	f := start(t, bridge.HubConfig{Retain: 4096, QueueSize: 4096}, Options{GatewayBudget: Budget{MessagesPerSecond: 100}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hogStream, err := f.client.Subscribe(ctx, &pb.SubscribeRequest{Devices: []string{"hog"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold, err := f.client.Subscribe(ctx, &pb.SubscribeRequest{Devices: []string{"held"}, Shed: pb.ShedPolicy_SHED_POLICY_HOLD})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []grpc.ClientStream{hogStream, hold} {
+		if _, err := s.Header(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := f.hub.Ingest(bridge.ProtocolMQTT)
+	hogCtx, stopHog := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // the load: 4 NORMAL messages every 10 ms
+		defer wg.Done()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-hogCtx.Done():
+				return
+			case <-tick.C:
+			}
+			for j := range 4 {
+				_ = in.Publish(hogCtx, &bridge.Message{Device: "hog", Point: strconv.Itoa(j), Value: bridge.Int(int64(i)), Priority: bridge.PriorityNormal})
+			}
+		}
+	}()
+	go func() { // its reader
+		defer wg.Done()
+		for {
+			if _, err := hogStream.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { stopHog(); cancel(); wg.Wait() }()
+	// The hog's stream has spent the shared bucket down to its NORMAL headroom.
+	waitUntil(t, ctx, "the other stream to be shed", func() bool { return labelled(t, f.srv.shed.MetricVec, "normal") > 0 })
+	if err := in.Publish(ctx,
+		&bridge.Message{Device: "held", Point: "a", Value: bridge.Int(1), Priority: bridge.PriorityLow},
+		&bridge.Message{Device: "held", Point: "b", Value: bridge.Int(2), Priority: bridge.PriorityCritical}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"a", "b"} {
+		m, err := hold.Recv()
+		if err != nil {
+			t.Fatalf("HOLD stream, waiting for %s: %v", want, err)
+		}
+		if m.GetPoint() != want {
+			t.Fatalf("HOLD stream: got %s, want %s", m.GetPoint(), want)
+		}
+	}
+}
+
+// TestLatestEscalation: a point whose pending (NORMAL) value is overtaken by a
+// CRITICAL message of the same point never gets the older value after it: the
+// pending value is dropped and counted as conflated. All in one hub batch, so
+// that the order of events is fixed: 20 NORMAL values of x on a budget of 10/s
+// (burst 15) send 13 and leave the newest pending; the CRITICAL one follows.
+func TestLatestEscalation(t *testing.T) {
+	f := start(t, bridge.HubConfig{}, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stream, err := f.client.Subscribe(ctx, &pb.SubscribeRequest{Budget: &pb.Budget{MessagesPerSecond: 10}, Shed: pb.ShedPolicy_SHED_POLICY_LATEST})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Header(); err != nil {
+		t.Fatal(err)
+	}
+	in := f.hub.Ingest(bridge.ProtocolMQTT)
+	batch := make([]*bridge.Message, 0, 21)
+	for i := range 20 {
+		batch = append(batch, &bridge.Message{Device: "d", Point: "x", Value: bridge.Int(int64(i)), Priority: bridge.PriorityNormal})
+	}
+	batch = append(batch, &bridge.Message{Device: "d", Point: "x", Value: bridge.Int(100), Priority: bridge.PriorityCritical})
+	if err := in.Publish(ctx, batch...); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, ctx, "the pending value dropped", func() bool {
+		return labelled(t, f.srv.pending.MetricVec, "normal") == 0 && labelled(t, f.srv.conflated.MetricVec, "normal") > 0
+	})
+	// A sentinel: everything the stream sent before it is in order.
+	if err := in.Publish(ctx, &bridge.Message{Device: "d", Point: "end", Value: bridge.Int(0), Priority: bridge.PriorityCritical}); err != nil {
+		t.Fatal(err)
+	}
+	last := int64(-1)
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.GetPoint() == "end" {
+			break
+		}
+		if v := m.GetValue().GetIntValue(); v <= last {
+			t.Fatalf("x: %d after %d", v, last)
+		} else {
+			last = v
+		}
+	}
+	if last != 100 {
+		t.Errorf("x ended at %d, want the CRITICAL 100", last)
 	}
 }
 

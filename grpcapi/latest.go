@@ -100,6 +100,18 @@ func (q *pendingQueue) remove(v *pendingValue) {
 	}
 }
 
+// drop takes key's pending value off the queue, if it has one, and returns it.
+func (q *pendingQueue) drop(key pointKey) *pendingValue {
+	e, ok := q.byKey[key]
+	if !ok {
+		return nil
+	}
+	v := e.Value.(*pendingValue)
+	q.classes[class(v.m.Priority)].Remove(e)
+	delete(q.byKey, key)
+	return v
+}
+
 // counts returns how many values of each priority are pending.
 func (q *pendingQueue) counts() map[bridge.Priority]int {
 	out := map[bridge.Priority]int{}

@@ -275,6 +275,15 @@ func (s *Server) pump(ctx context.Context, sub *bridge.Subscription, stream grpc
 				size = proto.Size(pm)
 			}
 			important := m.Priority >= bridge.PriorityHigh
+			if q != nil && important {
+				// A point's priority can rise (an edge function escalates an
+				// alarm, a reload): its pending value is older than this one and
+				// must not follow it.
+				if old := q.drop(pointKey{m.Device, m.Point}); old != nil {
+					s.conflated.WithLabelValues(old.m.Priority.String()).Inc()
+					s.pending.WithLabelValues(old.m.Priority.String()).Dec()
+				}
+			}
 			if q != nil && !important && q.blocks(m) {
 				// Older values of this class wait: this one waits behind them.
 				if err := keep(&pendingValue{key: pointKey{m.Device, m.Point}, m: m, pm: pm, size: size}); err != nil {

@@ -659,8 +659,10 @@ type SubscribeRequest struct {
 	// What happens to LOW and NORMAL messages when the budget is spent. HIGH and
 	// CRITICAL messages are never shed, under any policy: they wait for the budget,
 	// in order. Whatever the policy, a LOW message may spend the budget only while
-	// at least half of its burst is left and a NORMAL one while a quarter is, so that
-	// the rest is there for HIGH and CRITICAL messages when they come.
+	// half a second's worth of it is left after it, and a NORMAL one while a quarter
+	// of a second's is, so that the rest is there for HIGH and CRITICAL messages when
+	// they come (that headroom lies above the one second's worth every priority may
+	// spend at once: traffic within the budget is never shed).
 	Shed          ShedPolicy `protobuf:"varint,9,opt,name=shed,proto3,enum=edgegate.v1.ShedPolicy" json:"shed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -788,7 +790,8 @@ func (*SubscribeRequest_FromEarliest) isSubscribeRequest_Start() {}
 
 func (*SubscribeRequest_AfterSequence) isSubscribeRequest_Start() {}
 
-// Budget is a token bucket: a sustained rate with a burst of one second's worth.
+// Budget is a token bucket: a sustained rate with a burst of 1.5 seconds' worth,
+// of which the last half second is kept for HIGH and CRITICAL messages (see shed).
 type Budget struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	MessagesPerSecond float64                `protobuf:"fixed64,1,opt,name=messages_per_second,json=messagesPerSecond,proto3" json:"messages_per_second,omitempty"`

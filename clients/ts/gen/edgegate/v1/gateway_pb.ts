@@ -224,8 +224,10 @@ export type SubscribeRequest = Message$1<"edgegate.v1.SubscribeRequest"> & {
    * What happens to LOW and NORMAL messages when the budget is spent. HIGH and
    * CRITICAL messages are never shed, under any policy: they wait for the budget,
    * in order. Whatever the policy, a LOW message may spend the budget only while
-   * at least half of its burst is left and a NORMAL one while a quarter is, so that
-   * the rest is there for HIGH and CRITICAL messages when they come.
+   * half a second's worth of it is left after it, and a NORMAL one while a quarter
+   * of a second's is, so that the rest is there for HIGH and CRITICAL messages when
+   * they come (that headroom lies above the one second's worth every priority may
+   * spend at once: traffic within the budget is never shed).
    *
    * @generated from field: edgegate.v1.ShedPolicy shed = 9;
    */
@@ -240,7 +242,8 @@ export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*
   messageDesc(file_edgegate_v1_gateway, 2);
 
 /**
- * Budget is a token bucket: a sustained rate with a burst of one second's worth.
+ * Budget is a token bucket: a sustained rate with a burst of 1.5 seconds' worth,
+ * of which the last half second is kept for HIGH and CRITICAL messages (see shed).
  *
  * @generated from message edgegate.v1.Budget
  */
