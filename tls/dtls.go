@@ -56,7 +56,7 @@ func DTLSServerOptions(src *Source) []piondtls.ServerOption {
 // piondtls.WithCipherSuites(DTLSCertificateSuites...).
 func DTLSClientOptions(src *Source, serverName string) []piondtls.ClientOption {
 	if src.files.InsecureSkipVerify {
-		src.log.Warn("tls: insecure_skip_verify is set: the DTLS server's certificate is not checked", "server_name", serverName)
+		src.warnInsecure(serverName)
 	}
 	opts := []piondtls.ClientOption{
 		piondtls.WithServerName(serverName),

@@ -23,3 +23,14 @@ func Identity(c *x509.Certificate) string {
 	}
 	return c.Subject.CommonName
 }
+
+// DeviceName is the device an identity is named like, which it may write unless
+// configuration says otherwise: the last path segment of a SPIFFE ID
+// (spiffe://site/devices/fryer-1 is fryer-1), else the identity itself. MQTT
+// certificate logins and CoAP listeners use it alike.
+func DeviceName(identity string) string {
+	if len(identity) >= len("spiffe://") && strings.EqualFold(identity[:len("spiffe://")], "spiffe://") {
+		return identity[strings.LastIndexByte(identity, '/')+1:]
+	}
+	return identity
+}

@@ -44,3 +44,18 @@ func TestMatchIdentity(t *testing.T) {
 		}
 	}
 }
+
+func TestDeviceName(t *testing.T) {
+	for id, want := range map[string]string{
+		"spiffe://site/devices/fryer-1": "fryer-1",
+		"SPIFFE://site/meter-3":         "meter-3",
+		"spiffe://site":                 "site",
+		"meter-3":                       "meter-3",
+		"pos-1.shop.example":            "pos-1.shop.example",
+		"https://example.com/x":         "https://example.com/x",
+	} {
+		if got := DeviceName(id); got != want {
+			t.Errorf("DeviceName(%q) = %q, want %q", id, got, want)
+		}
+	}
+}

@@ -47,6 +47,8 @@ type Source struct {
 	interval time.Duration
 	metrics  *sourceMetrics // nil: none
 
+	insecureOnce sync.Once // the insecure_skip_verify warning, once per Source
+
 	mu   sync.Mutex  // one check at a time
 	seen []FileStamp // the files as they were at the last load attempt
 	cur  atomic.Pointer[material]
@@ -348,7 +350,7 @@ func (s *Source) ClientConfig() *tls.Config {
 	}
 	switch {
 	case s.files.InsecureSkipVerify:
-		s.log.Warn("tls: insecure_skip_verify is set: the server's certificate is not checked", "server_name", s.files.ServerName)
+		s.warnInsecure(s.files.ServerName)
 		cfg.InsecureSkipVerify = true
 	case s.files.CAFile != "":
 		// The CA bundle may change, and RootCAs cannot once the configuration is
@@ -360,6 +362,14 @@ func (s *Source) ClientConfig() *tls.Config {
 		}
 	}
 	return cfg
+}
+
+// warnInsecure logs, once per Source however many connections it makes, that
+// insecure_skip_verify is set.
+func (s *Source) warnInsecure(serverName string) {
+	s.insecureOnce.Do(func() {
+		s.log.Warn("tls: insecure_skip_verify is set: the server's certificate is not checked", "cert_file", s.files.CertFile, "server_name", serverName)
+	})
 }
 
 // VerifyServer checks a server's certificate chain (leaf first, as on the wire)

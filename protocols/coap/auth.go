@@ -4,6 +4,8 @@ import (
 	"path"
 
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+
+	egtls "github.com/edgegate/edgegate/tls"
 )
 
 // listenerAuth says which devices the peers of one listener may write and observe.
@@ -11,10 +13,11 @@ import (
 // On a listener that authenticates its peers (dtls with pre-shared keys, dtls or tls
 // with client_ca_file), every request needs an identity: the PSK identity, or the
 // client certificate's identity (tls.Identity: its SPIFFE URI SAN, else its first
-// DNS SAN, else its common name, as for gRPC and MQTT). An identity may write the device named like
-// it, unless its `devices:` list (glob patterns) says which devices it may write
-// instead (DESIGN.md). A request without an identity there is 4.01 Unauthorized, one
-// for another device 4.03 Forbidden.
+// DNS SAN, else its common name, as for gRPC and MQTT). An identity may write the
+// device named like it (tls.DeviceName: a SPIFFE ID's last segment), unless its
+// `devices:` list (glob patterns) says which devices it may write instead
+// (DESIGN.md). A request without an identity there is 4.01 Unauthorized, one for
+// another device 4.03 Forbidden.
 //
 // A listener that does not authenticate (udp and tcp, which are loopback-only unless
 // insecure: true, and dtls or tls with only a server certificate) lets every peer
@@ -55,7 +58,7 @@ func (a *listenerAuth) check(identity string, device string) codes.Code {
 	}
 	globs, ok := a.devices[identity]
 	if !ok {
-		if device == identity {
+		if device == egtls.DeviceName(identity) {
 			return 0
 		}
 		return codes.Forbidden

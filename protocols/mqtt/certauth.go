@@ -93,10 +93,7 @@ func (a *authorizer) certDevices(identity string) []string {
 	if len(out) > 0 {
 		return out
 	}
-	name := identity
-	if strings.HasPrefix(strings.ToLower(identity), "spiffe://") {
-		name = identity[strings.LastIndexByte(identity, '/')+1:]
-	}
+	name := etls.DeviceName(identity)
 	if payload.ValidName(name) != nil {
 		return nil
 	}
