@@ -9,9 +9,9 @@ type metrics struct {
 	dropped              *prometheus.CounterVec
 	devices              *prometheus.GaugeVec
 	// The reporting stage (report.go).
-	reportSuppressed             *prometheus.CounterVec
-	reportDeadband, reportSample prometheus.Counter
-	reportPending, reportPoints  prometheus.Gauge
+	reportSuppressed                         *prometheus.CounterVec
+	reportDeadband, reportSample, reportLost prometheus.Counter
+	reportPending, reportPoints              prometheus.Gauge
 }
 
 func newMetrics(h *Hub, reg prometheus.Registerer) *metrics {
@@ -42,7 +42,7 @@ func newMetrics(h *Hub, reg prometheus.Registerer) *metrics {
 			Name: "edgegate_devices", Help: "Devices by protocol and state.",
 		}, []string{"protocol", "state"}),
 		reportSuppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgegate_reporting_suppressed_total", Help: "Messages the reporting rules kept from the hub: unchanged or within the deadband (deadband), or held by sampling and replaced by a newer value (sample).",
+			Name: "edgegate_reporting_suppressed_total", Help: "Messages the reporting rules kept from the hub: unchanged or within the deadband (deadband), or held by sampling and replaced by a newer value (sample), or held by sampling and lost because the hub closed or its journal refused them at a reload (lost).",
 		}, []string{"reason"}),
 		reportPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgegate_reporting_pending", Help: "Values held by sampling until their interval ends (at most one per point).",
@@ -53,6 +53,7 @@ func newMetrics(h *Hub, reg prometheus.Registerer) *metrics {
 	}
 	m.reportDeadband = m.reportSuppressed.WithLabelValues(reasonDeadband)
 	m.reportSample = m.reportSuppressed.WithLabelValues(reasonSample)
+	m.reportLost = m.reportSuppressed.WithLabelValues(reasonLost)
 	if reg == nil {
 		return m
 	}

@@ -27,6 +27,7 @@ const (
 const (
 	reasonDeadband = "deadband" // unchanged, or changed less than the deadband
 	reasonSample   = "sample"   // held by sampling, then replaced by a newer value
+	reasonLost     = "lost"     // held by sampling; the hub closed, or refused it at a reload
 )
 
 // ReportRule says how the points it matches are reported. A point is reported by
@@ -439,6 +440,7 @@ func (r *reporter) flushLocked(h *Hub, now time.Time, all bool) error {
 			for _, st := range sts {
 				st.pending = nil
 			}
+			r.m.reportLost.Add(float64(len(batch)))
 			return fmt.Errorf("%d sampled values lost: %w", len(batch), err)
 		}
 		// The journal refused: try again an interval later, unless a newer value
@@ -471,6 +473,7 @@ func (h *Hub) SetReporting(rules []ReportRule) error {
 	// Refused only when the hub is closed or its journal failed: the values are
 	// lost then, as at a close.
 	_ = r.flushLocked(h, h.cfg.Now(), true)
+	r.m.reportLost.Add(float64(len(r.due))) // what the journal refused just now
 	for _, st := range r.due {
 		st.hidx = -1
 	}

@@ -478,14 +478,23 @@ func TestReportingRefusedBatch(t *testing.T) {
 }
 
 // TestReportingClosedHub: a message that would be held is refused once the hub is
-// closed, like any other.
+// closed, like any other; a value held when the hub closed without publishing it
+// is counted as lost.
 func TestReportingClosedHub(t *testing.T) {
 	e := newReportEnv(t, HubConfig{}, ReportRule{SampleInterval: time.Second})
 	in := e.h.Ingest(ProtocolMQTT)
 	mustPublish(t, in, pv("t", Int(1)))
+	mustPublish(t, in, pv("t", Int(2))) // held
 	e.h.Close()
-	if err := in.Publish(context.Background(), pv("t", Int(2))); !errors.Is(err, ErrClosed) {
+	if err := in.Publish(context.Background(), pv("t", Int(3))); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Publish after Close = %v", err)
+	}
+	e.at(time.Second)
+	if err := e.h.rep.flush(e.h, e.clock.Now(), false); !errors.Is(err, ErrClosed) {
+		t.Fatalf("flush after Close = %v", err)
+	}
+	if v := e.metric("edgegate_reporting_suppressed_total", map[string]string{"reason": "lost"}); v != 1 {
+		t.Errorf("lost = %v, want 1", v)
 	}
 }
 
