@@ -149,27 +149,49 @@ func (d Decoder) DecodeObject(raw []byte) ([]Reading, error) {
 	}
 	sc := newScanner(s)
 	var (
-		out  []Reading
-		ts   time.Time
-		seen = map[string]bool{}
+		out    []Reading
+		ts     time.Time
+		seenTS bool
+		// seen holds the points once there are too many to look through out.
+		seen map[string]bool
 	)
+	const scanPoints = 16
+	dup := func(key string) bool {
+		if seen != nil {
+			return seen[key]
+		}
+		for i := range out {
+			if out[i].Point == key {
+				return true
+			}
+		}
+		return false
+	}
 	err := sc.object(func(key string) error {
 		if key == "ts" {
-			if seen[key] {
+			if seenTS {
 				return fmt.Errorf("%w: duplicate key \"ts\"", ErrInvalidPayload)
 			}
-			seen[key] = true
-			t, err := sc.timestamp("")
+			seenTS = true
+			t, err := sc.timestamp(label{}, false)
 			ts = t
 			return err
 		}
 		if err := ValidName(key); err != nil {
 			return fmt.Errorf("%w: point %s: %w", ErrInvalidPayload, quote(key), err)
 		}
-		if seen[key] {
+		if dup(key) {
 			return fmt.Errorf("%w: duplicate point %s", ErrInvalidPayload, quote(key))
 		}
-		seen[key] = true
+		if len(out) == scanPoints {
+			seen = make(map[string]bool, 2*scanPoints)
+			for i := range out {
+				seen[out[i].Point] = true
+			}
+		}
+		if seen != nil {
+			seen[key] = true
+		}
 		if len(out) == d.maxPoints() {
 			return fmt.Errorf("%w: %w: more than %d points", ErrInvalidPayload, ErrTooManyPoints, d.maxPoints())
 		}
@@ -177,7 +199,7 @@ func (d Decoder) DecodeObject(raw []byte) ([]Reading, error) {
 		if err != nil {
 			return err
 		}
-		r.Point = key
+		r.Point = keep(key)
 		out = append(out, r)
 		return nil
 	})

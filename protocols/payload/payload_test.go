@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"strings"
@@ -242,8 +243,11 @@ func FuzzDecode(f *testing.F) {
 			f.Add([]byte(c.raw))
 		}
 	}
+	f.Add([]byte(`"a\tb"`))
+	f.Add([]byte(`{"value":-0.5e+3,"unit":"\u00b0C"}`))
 	d := Decoder{MaxSize: 4096, MaxPoints: 16}
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		crossCheckJSON(t, raw)
 		if r, err := d.Decode(raw); err == nil {
 			checkReading(t, r, false)
 		} else if !errors.Is(err, ErrInvalidPayload) {
@@ -296,5 +300,52 @@ func checkReading(t *testing.T, r Reading, named bool) {
 	}
 	if !r.SourceTime.IsZero() && (r.SourceTime.Year() < 1 || r.SourceTime.Year() > 9999 || r.SourceTime.Location() != time.UTC) {
 		t.Fatalf("source time %v", r.SourceTime)
+	}
+}
+
+// crossCheckJSON checks the scanner's own readings of JSON strings and numbers
+// against encoding/json: a JSON string decodes to what json.Unmarshal makes of it,
+// and a literal of number bytes is a number exactly when json.Valid says so.
+func crossCheckJSON(t *testing.T, raw []byte) {
+	t.Helper()
+	if len(raw) > 0 && !strings.ContainsFunc(string(raw), func(r rune) bool { return !isNumberByte(byte(r)) || r >= 0x80 }) {
+		if got, want := validNumber(string(raw)), json.Valid(raw); got != want {
+			t.Fatalf("validNumber(%q) = %v, json.Valid says %v", raw, got, want)
+		}
+	}
+	if len(raw) == 0 || raw[0] != '"' || !utf8.Valid(raw) {
+		return
+	}
+	sc := newScanner(string(raw))
+	got, err := sc.str()
+	if err != nil {
+		// Then no prefix of raw is a JSON string either.
+		var v string
+		if json.Unmarshal(raw, &v) == nil {
+			t.Fatalf("str(%q): %v, but encoding/json reads %q", raw, err, v)
+		}
+		return
+	}
+	var want string
+	if err := json.Unmarshal(raw[:sc.pos], &want); err != nil || got != want {
+		t.Fatalf("str(%q) = %q, encoding/json reads %q from its first %d bytes (%v)", raw, got, want, sc.pos, err)
+	}
+}
+
+func TestJSONScalars(t *testing.T) {
+	for _, raw := range []string{
+		"0", "-0", "01", "-", "1.", ".1", "1.5", "-1.5e10", "1e", "1e+", "1E-07", "+1", "1-2",
+		"1.5.5", "1ee5", "--1", "-01", "123456789012345678901234567890", "0e0", "0.0e-0",
+		`""`, `"abc"`, `"a\"b"`, `"\u00e9"`, `"\ud83d\ude00"`, `"\ud83d"`, `"a` + "\t" + `b"`,
+		`"a` + "\x01" + `"`, `"\x"`, `"abc`, `"a\"`, `"é"`, `"a" `, `"a"b`,
+	} {
+		crossCheckJSON(t, []byte(raw))
+	}
+	// Long strings, read eight bytes at a time, with a byte that ends, escapes or
+	// spoils them at every offset.
+	for _, special := range []string{`"`, `\\`, `\"`, "\x00", "\x1f", "\n", " ", "\x7f", "é", "\u2028"} {
+		for at := 0; at <= 24; at++ {
+			crossCheckJSON(t, []byte(`"`+strings.Repeat("a", at)+special+strings.Repeat("b", 24-at)+`"`))
+		}
 	}
 }

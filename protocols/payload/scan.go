@@ -3,6 +3,7 @@ package payload
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
@@ -103,14 +104,55 @@ func (sc *scanner) object(member func(key string) error) error {
 	}
 }
 
-// str reads a JSON string. Finding its end is done here; decoding the escapes is left
-// to encoding/json, which knows \u surrogate pairs.
+// str reads a JSON string. Finding its end is done here. A string without escapes or
+// control characters is its own value, a substring of the payload; decoding the
+// escapes (and refusing control characters) is left to encoding/json, which knows \u
+// surrogate pairs. The payload is UTF-8 (the caller checked), so no byte needs
+// replacing. The result shares the payload's memory: a caller that keeps it beyond
+// the payload's decoding clones it (see keep).
 func (sc *scanner) str() (string, error) {
 	if sc.peek() != '"' {
 		return "", sc.unexpected("a string")
 	}
 	start := sc.pos
-	for i := start + 1; i < len(sc.s); i++ {
+	for i := plain(sc.s, start+1); i < len(sc.s); i++ {
+		switch c := sc.s[i]; {
+		case c == '"':
+			sc.pos = i + 1
+			return sc.s[start+1 : i], nil
+		case c == '\\' || c < 0x20:
+			return sc.slowStr(start, i)
+		}
+	}
+	return "", sc.errorf("unterminated string")
+}
+
+// plain skips, eight bytes at a time, bytes of s from i on that cannot end or escape
+// a string: it returns i or a later index at or before the first '"', '\\' or
+// control character (or the last few bytes of s, read one by one by the caller).
+func plain(s string, i int) int {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		q := x ^ ones*'"'
+		e := x ^ ones*'\\'
+		// A byte below 0x20, or a zero byte in q or e: the classic "has less
+		// than" and "has zero" tests, exact for whether any byte is one.
+		if ((x-ones*0x20)&^x|(q-ones)&^q|(e-ones)&^e)&highs != 0 {
+			return i
+		}
+	}
+	return i
+}
+
+// slowStr reads the string that starts at start and holds an escape or a control
+// character at i or later.
+func (sc *scanner) slowStr(start, i int) (string, error) {
+	for ; i < len(sc.s); i++ {
 		switch sc.s[i] {
 		case '\\':
 			i++ // the escaped byte cannot end the string
@@ -126,12 +168,30 @@ func (sc *scanner) str() (string, error) {
 	return "", sc.errorf("unterminated string")
 }
 
+// label names what the scanner reads, in its errors. Its text is made only when there
+// is an error to say.
+type label struct {
+	point string // the point of an object of points; "" for the reading of Decode
+	field string // "value" within a reading object; "" for the point or reading itself
+}
+
+func (l label) String() string {
+	s := "reading"
+	if l.point != "" {
+		s = "point " + quote(l.point)
+	}
+	if l.field != "" {
+		s += ": " + l.field
+	}
+	return s
+}
+
 // scalar reads a JSON number, true, false or a string as a value.
-func (sc *scanner) scalar(what string) (bridge.Value, error) {
+func (sc *scanner) scalar(what label) (bridge.Value, error) {
 	switch c := sc.peek(); {
 	case c == '"':
 		s, err := sc.str()
-		return bridge.String(s), err
+		return bridge.String(keep(s)), err
 	case c == '{':
 		return bridge.Value{}, sc.errorf("%s: an object is not a value here", what)
 	case c == '[':
@@ -142,7 +202,7 @@ func (sc *scanner) scalar(what string) (bridge.Value, error) {
 			sc.pos++
 		}
 		lit := sc.s[start:sc.pos]
-		if !json.Valid([]byte(lit)) {
+		if !validNumber(lit) {
 			sc.pos = start
 			return bridge.Value{}, sc.errorf("%s: bad number %s", what, quote(lit))
 		}
@@ -157,7 +217,52 @@ func (sc *scanner) scalar(what string) (bridge.Value, error) {
 			return bridge.Bool(lit == "true"), nil
 		}
 	}
-	return bridge.Value{}, sc.unexpected(what + ": a number, true, false or a string")
+	return bridge.Value{}, sc.unexpected(what.String() + ": a number, true, false or a string")
+}
+
+// keep copies a string that str returned out of the payload, for a value that outlives
+// the decoding: a short unit must not hold a whole payload in memory.
+func keep(s string) string { return strings.Clone(s) }
+
+// validNumber reports whether s is a JSON number:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func validNumber(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && '1' <= s[i] && s[i] <= '9':
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if i == len(s) || !isDigit(s[i]) {
+			return false
+		}
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if i == len(s) || !isDigit(s[i]) {
+			return false
+		}
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+	}
+	return i == len(s)
 }
 
 func isNumberByte(c byte) bool {
@@ -170,7 +275,7 @@ func (sc *scanner) pointValue(point string) (Reading, error) {
 	if sc.peek() == '{' {
 		return sc.readingObject(point)
 	}
-	v, err := sc.scalar("point " + quote(point))
+	v, err := sc.scalar(label{point: point})
 	if err != nil {
 		return Reading{}, err
 	}
@@ -180,25 +285,41 @@ func (sc *scanner) pointValue(point string) (Reading, error) {
 // readingObject reads {"value": ..., "ts": ..., "unit": ..., "quality": ...}. Other
 // keys are refused: a misspelt "unit" would otherwise vanish without a word.
 func (sc *scanner) readingObject(point string) (Reading, error) {
-	what := "reading"
-	if point != "" {
-		what = "point " + quote(point)
-	}
+	what := label{point: point}
 	r := Reading{Quality: bridge.QualityGood}
-	seen := map[string]bool{}
+	// The keys seen so far, a bit each: any other key is refused at once.
+	const (
+		seenValue = 1 << iota
+		seenTS
+		seenUnit
+		seenQuality
+	)
+	var seen uint8
 	err := sc.object(func(key string) error {
-		if seen[key] {
+		var bit uint8
+		switch key {
+		case "value":
+			bit = seenValue
+		case "ts":
+			bit = seenTS
+		case "unit":
+			bit = seenUnit
+		case "quality":
+			bit = seenQuality
+		}
+		if seen&bit != 0 {
 			return sc.errorf("%s: duplicate key %s", what, quote(key))
 		}
-		seen[key] = true
+		seen |= bit
 		var err error
 		switch key {
 		case "value":
-			r.Value, err = sc.scalar(what + ": value")
+			r.Value, err = sc.scalar(label{point: point, field: "value"})
 		case "ts":
-			r.SourceTime, err = sc.timestamp(what + ": ")
+			r.SourceTime, err = sc.timestamp(what, true)
 		case "unit":
 			r.Unit, err = sc.str()
+			r.Unit = keep(r.Unit)
 			if err == nil && len(r.Unit) > bridge.MaxNameLen {
 				err = sc.errorf("%s: unit longer than %d bytes", what, bridge.MaxNameLen)
 			}
@@ -231,19 +352,26 @@ var (
 	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
 )
 
-// timestamp reads an RFC 3339 string.
-func (sc *scanner) timestamp(what string) (time.Time, error) {
+// timestamp reads an RFC 3339 string: the "ts" of the reading what names, or with
+// inReading false the top-level "ts" of an object of points.
+func (sc *scanner) timestamp(what label, inReading bool) (time.Time, error) {
 	s, err := sc.str()
 	if err != nil {
 		return time.Time{}, err
 	}
+	prefix := func() string {
+		if !inReading {
+			return ""
+		}
+		return what.String() + ": "
+	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, sc.errorf("%sts %s is not an RFC 3339 time", what, quote(s))
+		return time.Time{}, sc.errorf("%sts %s is not an RFC 3339 time", prefix(), quote(s))
 	}
 	t = t.UTC()
 	if t.Before(minTime) || t.After(maxTime) {
-		return time.Time{}, sc.errorf("%sts %s is out of range", what, quote(s))
+		return time.Time{}, sc.errorf("%sts %s is out of range", prefix(), quote(s))
 	}
 	return t, nil
 }
