@@ -313,3 +313,33 @@ func TestWillIsAReading(t *testing.T) {
 		t.Errorf("will reading: %s/%s = %#v", m.Device, m.Point, m.Value)
 	}
 }
+
+// TestLabelsPerTopic: the messages of a connection share a labels map while they
+// come on one topic, and a message on another topic or after a reload has its own,
+// with the topic and the device labels of its config.
+func TestLabelsPerTopic(t *testing.T) {
+	cfg := testConfig()
+	cfg.Devices = []DeviceConfig{{ID: "pos-1", Protocol: "mqtt", Labels: map[string]string{"site": "0042"}}}
+	e := start(t, cfg)
+	c := mustClient3(t, e.addr(), "", "", "")
+	publish3(t, c, "devices/pos-1/temp", 1, "20")
+	publish3(t, c, "devices/pos-1/temp", 1, "21")
+	publish3(t, c, "devices/pos-1/hum", 1, "40")
+	publish3(t, c, "devices/pos-1/temp", 1, "22")
+	next := *cfg
+	next.Devices = []DeviceConfig{{ID: "pos-1", Protocol: "mqtt", Labels: map[string]string{"site": "0043"}}}
+	if err := e.a.Reconfigure(context.Background(), &next); err != nil {
+		t.Fatal(err)
+	}
+	publish3(t, c, "devices/pos-1/temp", 1, "23")
+	got := e.next(5)
+	wants := []struct{ site, topic string }{
+		{"0042", "devices/pos-1/temp"}, {"0042", "devices/pos-1/temp"}, {"0042", "devices/pos-1/hum"},
+		{"0042", "devices/pos-1/temp"}, {"0043", "devices/pos-1/temp"},
+	}
+	for i, want := range wants {
+		if l := got[i].Labels; len(l) != 2 || l["site"] != want.site || l[labelTopic] != want.topic {
+			t.Errorf("message %d: labels %v, want site %s and topic %s", i, l, want.site, want.topic)
+		}
+	}
+}

@@ -179,7 +179,11 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	if pk.FixedHeader.Retain && len(pk.Payload) == 0 {
 		return pk, nil // clears a retained message; not a reading
 	}
-	res, err := h.a.ingest(h.ctx, h.sink, m, pk)
+	var cache *labelCache
+	if c, ok := cl.Net.Conn.(*conn); ok {
+		cache = &c.labels
+	}
+	res, err := h.a.ingest(h.ctx, h.sink, m, pk, cache)
 	h.a.metrics.publishes.WithLabelValues(res).Inc()
 	switch res {
 	case resultAccepted:
@@ -257,7 +261,7 @@ func (h *hook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
 	if (m.kind != topicPoint && m.kind != topicObject) || len(pk.Payload) == 0 {
 		return
 	}
-	res, err := h.a.ingest(h.ctx, h.sink, m, pk)
+	res, err := h.a.ingest(h.ctx, h.sink, m, pk, nil)
 	h.a.metrics.publishes.WithLabelValues(res).Inc()
 	switch res {
 	case resultAccepted:

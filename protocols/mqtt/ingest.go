@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -20,7 +21,10 @@ const labelTopic = "topic"
 // one batch, so that a device sees all of an object of points accepted or none. It
 // returns the result class (resultAccepted, resultInvalid, resultRefused or
 // resultUnavailable) and the cause.
-func (a *Adapter) ingest(ctx context.Context, sink protocols.Sink, m topicMatch, pk packets.Packet) (string, error) {
+//
+// cache, when not nil, is the publishing connection's: its messages on one topic
+// share a labels map.
+func (a *Adapter) ingest(ctx context.Context, sink protocols.Sink, m topicMatch, pk packets.Packet, cache *labelCache) (string, error) {
 	lv := a.cur()
 	if err := payload.ValidName(m.device); err != nil {
 		return resultInvalid, fmt.Errorf("%w: device name in the topic: %w", payload.ErrInvalidPayload, err)
@@ -46,11 +50,15 @@ func (a *Adapter) ingest(ctx context.Context, sink protocols.Sink, m topicMatch,
 	}
 
 	dev := lv.devices[m.device]
-	labels := make(map[string]string, len(dev.labels)+1)
-	for k, v := range dev.labels {
-		labels[k] = v
+	labels := cache.get(lv, pk.TopicName)
+	if labels == nil {
+		labels = make(map[string]string, len(dev.labels)+1)
+		for k, v := range dev.labels {
+			labels[k] = v
+		}
+		labels[labelTopic] = pk.TopicName
+		cache.put(lv, pk.TopicName, labels)
 	}
-	labels[labelTopic] = pk.TopicName
 	msgs := make([]*bridge.Message, len(readings))
 	for i, r := range readings {
 		pt := dev.points[r.Point]
@@ -81,6 +89,41 @@ func (a *Adapter) ingest(ctx context.Context, sink protocols.Sink, m topicMatch,
 		// Registry limits, or a device id that another protocol owns: retrying the
 		// same message will not help.
 		return resultRefused, err
+	}
+}
+
+// labelCache holds the labels of a connection's latest device topic. A message's
+// labels are the device's configured ones plus its topic, the same for every message
+// on that topic until a reload; and the messages are immutable once published, their
+// labels map with them, so the messages of one topic can share one map rather than
+// each building its own (a device publishes on the same topic again and again).
+// Safe for concurrent use; the nil cache holds nothing.
+type labelCache struct {
+	last atomic.Pointer[labelEntry]
+}
+
+type labelEntry struct {
+	lv     *live // the config the labels were made from
+	topic  string
+	labels map[string]string // read-only
+}
+
+// get returns the labels of a message on topic under lv, or nil if the cache does
+// not hold them.
+func (c *labelCache) get(lv *live, topic string) map[string]string {
+	if c == nil {
+		return nil
+	}
+	if e := c.last.Load(); e != nil && e.lv == lv && e.topic == topic {
+		return e.labels
+	}
+	return nil
+}
+
+// put remembers the labels of a message on topic under lv.
+func (c *labelCache) put(lv *live, topic string, labels map[string]string) {
+	if c != nil {
+		c.last.Store(&labelEntry{lv: lv, topic: topic, labels: labels})
 	}
 }
 

@@ -71,6 +71,7 @@ type conn struct {
 	client   atomic.Pointer[mochi.Client]
 	shutdown atomic.Bool
 	cert     atomic.Pointer[certLogin] // set by OnConnect for a certificate login
+	labels   labelCache                // the labels of the client's latest device topic (ingest.go)
 }
 
 func (c *conn) SetDeadline(t time.Time) error {
