@@ -10,21 +10,76 @@ import (
 
 // ToProto converts a bridge message to its wire form. The labels map is shared,
 // not copied: both sides treat it as read-only.
+//
+// The message, its value and its timestamps are made in one allocation (a wire):
+// every message the gateway streams goes through here, and they live and die
+// together.
 func ToProto(m *bridge.Message) *pb.Message {
-	out := &pb.Message{
-		Sequence:    m.Sequence,
-		Device:      m.Device,
-		Point:       m.Point,
-		Protocol:    pb.Protocol(m.Protocol),
-		Value:       ValueToProto(m.Value),
-		Quality:     pb.Quality(m.Quality),
-		GatewayTime: timestamppb.New(m.GatewayTime),
-		Unit:        m.Unit,
-		Labels:      m.Labels,
-		Priority:    pb.Priority(m.Priority),
+	switch v := m.Value; v.Kind() {
+	case bridge.KindDouble:
+		w := new(wire[pb.Value_DoubleValue])
+		w.kind.DoubleValue, _ = v.AsDouble()
+		w.value.Kind = &w.kind
+		return w.fill(m)
+	case bridge.KindInt:
+		w := new(wire[pb.Value_IntValue])
+		w.kind.IntValue, _ = v.AsInt()
+		w.value.Kind = &w.kind
+		return w.fill(m)
+	case bridge.KindUint:
+		w := new(wire[pb.Value_UintValue])
+		w.kind.UintValue, _ = v.AsUint()
+		w.value.Kind = &w.kind
+		return w.fill(m)
+	case bridge.KindBool:
+		w := new(wire[pb.Value_BoolValue])
+		w.kind.BoolValue, _ = v.AsBool()
+		w.value.Kind = &w.kind
+		return w.fill(m)
+	case bridge.KindString:
+		w := new(wire[pb.Value_StringValue])
+		w.kind.StringValue, _ = v.AsString()
+		w.value.Kind = &w.kind
+		return w.fill(m)
+	case bridge.KindBytes:
+		w := new(wire[pb.Value_BytesValue])
+		w.kind.BytesValue, _ = v.AsBytes()
+		w.value.Kind = &w.kind
+		return w.fill(m)
 	}
+	w := new(wire[struct{}])
+	out := w.fill(m)
+	out.Value = nil // the zero Value
+	return out
+}
+
+// wire is a message's wire form with what it points to: the value, of kind K, and
+// the timestamps.
+type wire[K any] struct {
+	msg     pb.Message
+	value   pb.Value
+	gateway timestamppb.Timestamp
+	source  timestamppb.Timestamp
+	kind    K
+}
+
+// fill sets the message from m; w.value is its value, whose kind the caller set.
+func (w *wire[K]) fill(m *bridge.Message) *pb.Message {
+	out := &w.msg
+	out.Sequence = m.Sequence
+	out.Device = m.Device
+	out.Point = m.Point
+	out.Protocol = pb.Protocol(m.Protocol)
+	out.Value = &w.value
+	out.Quality = pb.Quality(m.Quality)
+	w.gateway.Seconds, w.gateway.Nanos = m.GatewayTime.Unix(), int32(m.GatewayTime.Nanosecond())
+	out.GatewayTime = &w.gateway
+	out.Unit = m.Unit
+	out.Labels = m.Labels
+	out.Priority = pb.Priority(m.Priority)
 	if !m.SourceTime.IsZero() {
-		out.SourceTime = timestamppb.New(m.SourceTime)
+		w.source.Seconds, w.source.Nanos = m.SourceTime.Unix(), int32(m.SourceTime.Nanosecond())
+		out.SourceTime = &w.source
 	}
 	return out
 }
