@@ -62,7 +62,8 @@ func (sc *scanner) expect(c byte, want string) error {
 
 // end checks that nothing but whitespace follows the value.
 func (sc *scanner) end() error {
-	if sc.peek() != 0 {
+	// Not peek: a NUL byte (what peek returns at the end) is trailing data too.
+	if sc.skipSpace(); sc.pos < len(sc.s) {
 		return sc.errorf("trailing data %s after the JSON value", quote(sc.s[sc.pos:]))
 	}
 	return nil
