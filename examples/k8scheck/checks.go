@@ -191,6 +191,9 @@ func (s Set) checkWorkload(w *Workload, opt Options) []error {
 
 	for _, c := range allContainers(spec) {
 		checkContainerBasics(c, add)
+		if isEdgegate(c) {
+			checkMemoryLimit(c, add)
+		}
 	}
 
 	// The edgegate container: `edgegate serve --config FILE`.
@@ -531,6 +534,22 @@ func checkContainerBasics(c *corev1.Container, add func(string, ...any)) {
 			add("container %s: no %s limit", c.Name, r)
 		}
 	}
+}
+
+// checkMemoryLimit: the gateway's Go runtime knows the container's memory limit
+// (GOMEMLIMIT from limits.memory), so that it collects harder before the kernel
+// kills it.
+func checkMemoryLimit(c *corev1.Container, add func(string, ...any)) {
+	for _, e := range c.Env {
+		if e.Name != "GOMEMLIMIT" {
+			continue
+		}
+		if e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil || e.ValueFrom.ResourceFieldRef.Resource != "limits.memory" {
+			add("container %s: GOMEMLIMIT must come from resourceFieldRef limits.memory", c.Name)
+		}
+		return
+	}
+	add("container %s: no GOMEMLIMIT (valueFrom resourceFieldRef limits.memory)", c.Name)
 }
 
 func isEdgegate(c *corev1.Container) bool {

@@ -183,6 +183,7 @@ func TestChecksBite(t *testing.T) {
 		{"short grace period", "dep", "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 10", "terminationGracePeriodSeconds 10"},
 		{"root user", "dep", "runAsUser: 65532", "runAsUser: 0", "Pod Security restricted"},
 		{"writable root", "dep", "readOnlyRootFilesystem: true\n            capabilities: {drop: [ALL]}\n          volumeMounts:\n            - {name: config", "readOnlyRootFilesystem: false\n            capabilities: {drop: [ALL]}\n          volumeMounts:\n            - {name: config", "readOnlyRootFilesystem must be true"},
+		{"no GOMEMLIMIT", "dep", "            - name: GOMEMLIMIT", "            - name: GOMAXPROCS", "no GOMEMLIMIT"},
 		{"no memory limit", "dep", "limits: {cpu: 500m, memory: 256Mi}", "limits: {cpu: 500m}", "no memory limit"},
 		{"socket not shared", "dep", "            - {name: socket, mountPath: /run/edgegate}\n      volumes:", "      volumes:", "no other container mounts the socket's volume"},
 		{"data on no volume", "cm", "data_dir: /var/lib/edgegate", "data_dir: /srv/edgegate", "is on no volume"},
