@@ -225,17 +225,8 @@ func init() {
 }
 
 func coapMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("coap", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o coapOptions
-	o.flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	if err := o.validate(); err != nil {
+	if err := parseOptions("coap", &o, args, stderr); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))

@@ -56,6 +56,27 @@ func main() {
 // errUsage marks an error that is the user's: exit code 2.
 var errUsage = errors.New("usage")
 
+// simOptions are one simulator's flags.
+type simOptions interface {
+	flags(fs *flag.FlagSet)
+	validate() error
+}
+
+// parseOptions reads a simulator's flags into o and checks them; a simulator takes
+// no other arguments.
+func parseOptions(name string, o simOptions, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	return o.validate()
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage())

@@ -284,17 +284,8 @@ func parseValue(t modbus.Type, s string) (bridge.Value, error) {
 }
 
 func modbusMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("modbus", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o modbusOptions
-	o.flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	if err := o.validate(); err != nil {
+	if err := parseOptions("modbus", &o, args, stderr); err != nil {
 		return err
 	}
 	return runModbus(ctx, &o, slog.New(slog.NewTextHandler(stderr, nil)), stdout)

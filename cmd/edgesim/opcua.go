@@ -101,17 +101,8 @@ func init() {
 }
 
 func opcuaMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("opcua", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o opcuaOptions
-	o.flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	if err := o.validate(); err != nil {
+	if err := parseOptions("opcua", &o, args, stderr); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
