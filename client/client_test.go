@@ -24,6 +24,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/client"
+	"github.com/edgegate/edgegate/internal/testwait"
 	"github.com/edgegate/edgegate/protocols"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -164,15 +165,7 @@ func subscribers(g *inproc) int { return len(g.g.Hub().Subscribers()) }
 
 func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
+	testwait.Until(t, ctx, what, cond)
 }
 
 // TestDurableConsumerSurvivesKill kills the gateway process with SIGKILL while a

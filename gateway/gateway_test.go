@@ -18,6 +18,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/internal/testwait"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"github.com/edgegate/edgegate/protocols"
 	_ "github.com/edgegate/edgegate/protocols/all"
@@ -366,13 +367,5 @@ func get(t *testing.T, url string) (int, string) {
 // waitFor polls cond until it holds or ctx ends.
 func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
+	testwait.Until(t, ctx, what, cond)
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/testwait"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -383,15 +384,7 @@ func sum(m map[bridge.Priority]float64) float64 {
 // waitUntil looks at cond every millisecond until it holds or ctx ends.
 func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		}
-	}
+	testwait.Until(t, ctx, what, cond)
 }
 
 // TestHalfBudget is the priority test: a subscriber whose budget is half

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgegate/edgegate/internal/testwait"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
@@ -90,15 +91,7 @@ func writeFile(t *testing.T, name string, b []byte) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	testwait.For(t, waitTimeout, what, cond)
 }
 
 // tlsServer serves cfg on a loopback port: each connection echoes what it reads

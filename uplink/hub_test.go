@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/bridge/journal"
+	"github.com/edgegate/edgegate/internal/testwait"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"github.com/edgegate/edgegate/uplink"
 	"github.com/nats-io/nats-server/v2/server"
@@ -250,15 +251,7 @@ func (s *site) publish(device, point string, prio bridge.Priority, values ...int
 // waitFor polls cond (every 10ms) until it holds or the deadline passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		<-tick.C
-	}
+	testwait.For(t, d, what, cond)
 }
 
 // waitAcked waits until the hub has acknowledged everything in the log.

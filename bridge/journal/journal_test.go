@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/testwait"
 	"go.uber.org/goleak"
 )
 
@@ -330,14 +331,5 @@ func FuzzDecodeBody(f *testing.F) {
 // eventually waits for cond, which background work makes true, up to a deadline.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
+	testwait.For(t, 10*time.Second, what, cond)
 }

@@ -36,6 +36,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/testwait"
 	"github.com/edgegate/edgegate/protocols"
 	egtls "github.com/edgegate/edgegate/tls"
 )
@@ -171,15 +172,7 @@ func (e *env) none() {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	testwait.For(t, waitTimeout, what, cond)
 }
 
 func (e *env) device(id string) bridge.DeviceInfo {

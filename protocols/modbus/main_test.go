@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/testwait"
 	"github.com/edgegate/edgegate/protocols"
 	"github.com/edgegate/edgegate/protocols/modbus"
 	"github.com/edgegate/edgegate/protocols/modbus/sim"
@@ -177,15 +178,7 @@ func (e *env) point(dev, pt string, q bridge.Quality) *bridge.Message {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	testwait.For(t, waitTimeout, what, cond)
 }
 
 func (e *env) device(id string) bridge.DeviceInfo {

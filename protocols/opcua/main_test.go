@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/testwait"
 	"github.com/edgegate/edgegate/protocols"
 	"github.com/edgegate/edgegate/protocols/opcua/opcuasim"
 )
@@ -183,15 +184,7 @@ func (e *env) device(id string) bridge.DeviceInfo {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	testwait.For(t, waitTimeout, what, cond)
 }
 
 func isPoint(point string, q bridge.Quality) func(*bridge.Message) bool {
