@@ -1,9 +1,6 @@
 package client_test
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"os/exec"
 	"testing"
 	"time"
@@ -12,6 +9,7 @@ import (
 
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/internal/gatewaytest"
 	_ "github.com/edgegate/edgegate/protocols/all"
 	"go.uber.org/goleak"
 )
@@ -38,38 +36,13 @@ func startGateway(t testing.TB, yaml string) *inproc {
 		t.Fatal(err)
 	}
 	cfg.Gateway.ShutdownTimeout = 5 * time.Second
-	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	stopped := false
+	r := gatewaytest.Start(t, cfg)
 	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gateway Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("gateway did not stop")
+		if err := r.Stop(); err != nil {
+			t.Errorf("gateway Run: %v", err)
 		}
 	}
-	t.Cleanup(stop)
-	select {
-	case <-g.Ready():
-	case err := <-done:
-		t.Fatalf("gateway stopped before ready: %v", err)
-	case <-time.After(15 * time.Second):
-		t.Fatal("gateway not ready")
-	}
-	return &inproc{g: g, stop: stop}
+	return &inproc{g: r.Gateway, stop: stop}
 }
 
 // startChild runs a gateway in its own process, to be killed and started again.

@@ -9,8 +9,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +18,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgegate/edgegate/config"
-	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/internal/gatewaytest"
 	"github.com/edgegate/edgegate/protocols"
 	_ "github.com/edgegate/edgegate/protocols/all"
 	"go.uber.org/goleak"
@@ -54,26 +52,7 @@ devices:
 		t.Fatal(err)
 	}
 	cfg.Gateway.ShutdownTimeout = 5 * time.Second
-	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway: %v", err)
-		}
-	})
-	select {
-	case <-g.Ready():
-	case err := <-done:
-		t.Fatalf("gateway: %v", err)
-	case <-time.After(15 * time.Second):
-		t.Fatal("gateway not ready")
-	}
+	g := gatewaytest.Start(t, cfg).Gateway
 	k := &kitchen{grpc: g.GRPCAddr().String(), writes: make(chan string, 8)}
 	mqttAddr := g.Adapter("mqtt").(protocols.Listening).Addrs()[0].String()
 	fryer := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("fryer-1").SetAutoReconnect(false))

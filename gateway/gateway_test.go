@@ -18,6 +18,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/internal/gatewaytest"
 	"github.com/edgegate/edgegate/internal/testwait"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"github.com/edgegate/edgegate/protocols"
@@ -64,32 +65,7 @@ func startGateway(t *testing.T, grpcListen string) *running {
 		t.Fatal(err)
 	}
 	cfg.Gateway.ShutdownTimeout = 5 * time.Second
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	g, err := gateway.New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("gateway did not stop")
-		}
-	})
-	select {
-	case <-g.Ready():
-	case err := <-done:
-		t.Fatalf("gateway stopped before ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("gateway not ready")
-	}
+	g := gatewaytest.Start(t, cfg).Gateway
 	r := &running{g: g, http: g.HTTPAddr().String()}
 	r.mqtt = g.Adapter("mqtt").(protocols.Listening).Addrs()[0].String()
 	target := "passthrough:///" + g.GRPCAddr().String()

@@ -14,6 +14,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/internal/gatewaytest"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"github.com/edgegate/edgegate/protocols"
 	"google.golang.org/grpc"
@@ -159,22 +160,9 @@ func TestReloadStartsAndStopsProtocols(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := gatewaytest.Start(t, cfg).Gateway
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- g.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	<-g.Ready()
 	withMQTT, err := config.Parse([]byte(base + "mqtt: {listeners: [{type: tcp, address: 127.0.0.1:0}], allow_anonymous: true}\n"))
 	if err != nil {
 		t.Fatal(err)

@@ -2,10 +2,7 @@ package gateway_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,7 +10,7 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/config"
-	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/internal/gatewaytest"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"github.com/edgegate/edgegate/protocols"
 	"google.golang.org/grpc"
@@ -46,39 +43,8 @@ func startReporting(t *testing.T, extra string) (*reportingGateway, *config.Conf
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(15 * time.Second):
-			return errors.New("gateway did not stop")
-		}
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case <-g.Ready():
-	case err := <-done:
-		t.Fatalf("gateway stopped before ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("gateway not ready")
-	}
+	rg := gatewaytest.Start(t, cfg)
+	g := rg.Gateway
 	r := &running{g: g, http: g.HTTPAddr().String()}
 	r.mqtt = g.Adapter("mqtt").(protocols.Listening).Addrs()[0].String()
 	r.cc, err = grpc.NewClient("passthrough:///"+g.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -87,7 +53,7 @@ func startReporting(t *testing.T, extra string) (*reportingGateway, *config.Conf
 	}
 	t.Cleanup(func() { r.cc.Close() })
 	r.client = pb.NewGatewayClient(r.cc)
-	return &reportingGateway{running: r, stop: stop}, cfg
+	return &reportingGateway{running: r, stop: rg.Stop}, cfg
 }
 
 // metric reads one series from /metrics; 0 when it is absent.

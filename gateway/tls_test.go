@@ -17,6 +17,7 @@ import (
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/internal/gatewaytest"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	etls "github.com/edgegate/edgegate/tls"
 	"google.golang.org/grpc"
@@ -85,31 +86,7 @@ func runTLSGateway(t *testing.T, p *testPKI, tmpl string) *gateway.Gateway {
 		t.Fatal(err)
 	}
 	cfg.Gateway.ShutdownTimeout = 5 * time.Second
-	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("gateway did not stop")
-		}
-	})
-	select {
-	case <-g.Ready():
-	case err := <-done:
-		t.Fatalf("gateway stopped before ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("gateway not ready")
-	}
+	g := gatewaytest.Start(t, cfg).Gateway
 	return g
 }
 

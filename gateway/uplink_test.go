@@ -1,18 +1,16 @@
 package gateway_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgegate/edgegate/config"
-	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/internal/gatewaytest"
 	"github.com/edgegate/edgegate/protocols"
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -42,29 +40,7 @@ uplink: {nats: {url: %s, create_streams: true}}
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("gateway did not stop")
-		}
-	})
-	select {
-	case <-g.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("gateway not ready")
-	}
+	g := gatewaytest.Start(t, cfg).Gateway
 	c := mqttClient(t, g.Adapter("mqtt").(protocols.Listening).Addrs()[0].String(), "dev")
 	for i := range 5 {
 		pub(t, c, "devices/pump/flow", 1, fmt.Sprint(i))

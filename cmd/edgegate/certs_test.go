@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +12,7 @@ import (
 
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/config"
-	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/internal/gatewaytest"
 )
 
 func TestCertsInit(t *testing.T) {
@@ -70,26 +68,9 @@ http: {listen: "off"}
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := gatewaytest.Start(t, cfg).Gateway
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	gctx, gstop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- g.Run(gctx) }()
-	defer func() {
-		gstop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	select {
-	case <-g.Ready():
-	case <-ctx.Done():
-		t.Fatal("not ready")
-	}
 	if err := g.Hub().Ingest(bridge.ProtocolMQTT).Publish(ctx, &bridge.Message{Device: "fryer-1", Point: "oil_temp", Value: bridge.Double(180)}); err != nil {
 		t.Fatal(err)
 	}

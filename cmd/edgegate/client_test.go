@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +14,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/config"
-	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/internal/gatewaytest"
 	"github.com/edgegate/edgegate/protocols"
 )
 
@@ -56,26 +55,9 @@ mqtt: {listeners: [{type: tcp, address: 127.0.0.1:0}], allow_anonymous: true}
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := gatewaytest.Start(t, cfg).Gateway
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	gctx, gstop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- g.Run(gctx) }()
-	defer func() {
-		gstop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	select {
-	case <-g.Ready():
-	case <-ctx.Done():
-		t.Fatal("not ready")
-	}
 	server := g.GRPCAddr().String()
 
 	// tail in the background, until its context ends.
@@ -156,22 +138,9 @@ http: {listen: "off"}
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := gatewaytest.Start(t, cfg).Gateway
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	gctx, gstop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- g.Run(gctx) }()
-	defer func() {
-		gstop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	<-g.Ready()
 	in := g.Hub().Ingest(bridge.ProtocolMQTT)
 	publish := func(v int) {
 		if err := in.Publish(ctx, &bridge.Message{Device: "d", Point: "p", Value: bridge.Int(int64(v))}); err != nil {
