@@ -1,8 +1,8 @@
 // Package journal is the gateway's durable log: every accepted message is appended
 // to a segment file before its device is acknowledged, and read back for replay,
-// resume and slow subscribers. It is a plain segment log (see DESIGN notes in
-// doc.go): one writer, group commit with fsync, checksummed records, retention by
-// age and by bytes, and recovery that truncates to the last good record.
+// resume and slow subscribers. It is a plain segment log: one writer, group commit
+// with fsync, checksummed records, retention by age and by bytes, and recovery that
+// keeps every record that checks out.
 //
 // It knows nothing of subscribers or protocols: the hub decides what to read.
 package journal
@@ -30,11 +30,13 @@ import (
 type SyncMode int
 
 const (
-	// SyncBatch (the default) writes and fsyncs what was appended every Interval:
-	// group commit. A device is acknowledged after the fsync of its batch.
+	// SyncBatch (the default) is group commit: an fsync starts as soon as there is
+	// something to sync and the previous fsync has ended, and what is appended
+	// meanwhile rides the next one. A device is acknowledged after the fsync of its
+	// batch.
 	SyncBatch SyncMode = iota
-	// SyncAlways fsyncs as soon as the previous fsync ends: the smallest window,
-	// still batched under load.
+	// SyncAlways is the same as SyncBatch since commits stopped waiting for a tick;
+	// the name stays for configs that use it.
 	SyncAlways
 	// SyncNone writes without fsync: a process crash loses nothing the kernel has,
 	// a power cut may lose the last seconds.
@@ -57,7 +59,9 @@ func ParseSyncMode(s string) (SyncMode, bool) {
 // Options configure a journal. The zero value works.
 type Options struct {
 	Sync SyncMode
-	// Interval is SyncBatch's commit interval; default 5ms.
+	// Interval is the most a SyncBatch record waits for its commit to start; default
+	// 5ms. A commit starts as soon as the previous one ends, which is sooner, so
+	// this is only a bound: no record ever waits for a tick.
 	Interval time.Duration
 	// SegmentBytes is the size at which a new segment file starts; default 64 MiB.
 	SegmentBytes int64
@@ -68,6 +72,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for MaxAge; default time.Now.
 	Now func() time.Time
+
+	// openFile opens a file the committer writes (segments and the write probe)
+	// with os.OpenFile's flags; tests replace it to inject write and fsync failures.
+	openFile func(path string, flag int) (segmentFile, error)
 }
 
 func (o *Options) setDefaults() {
@@ -86,6 +94,21 @@ func (o *Options) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.openFile == nil {
+		o.openFile = func(path string, flag int) (segmentFile, error) {
+			return os.OpenFile(path, flag, 0o640)
+		}
+	}
+}
+
+const createFlags = os.O_RDWR | os.O_CREATE | os.O_TRUNC
+
+// segmentFile is what the committer needs of a file it writes.
+type segmentFile interface {
+	WriteAt(b []byte, off int64) (int, error)
+	Sync() error
+	Truncate(size int64) error
+	Close() error
 }
 
 var (
@@ -93,6 +116,10 @@ var (
 	ErrClosed = errors.New("journal closed")
 	// ErrTruncated says the requested sequence is older than what is retained.
 	ErrTruncated = bridge.ErrTruncated
+	// ErrUnavailable is wrapped by every error caused by a failed write or fsync:
+	// the messages concerned are not on disk, and appends fail until a write
+	// succeeds again, which the journal retries by itself.
+	ErrUnavailable = bridge.ErrUnavailable
 )
 
 const (
@@ -105,6 +132,8 @@ const (
 	// records to reach any sequence.
 	indexEvery = 128
 	// reserveBlock is how many sequences one write of the reservation file covers.
+	// The committer renews it when less than half is left, so that Append does not
+	// wait for the disk.
 	reserveBlock = 1 << 20
 )
 
@@ -115,7 +144,11 @@ type indexEntry struct {
 	off int64
 }
 
-// segment is one file of records with consecutive, increasing sequences.
+// hole is a byte range of a segment that failed its checks at Open: readers jump
+// over it.
+type hole struct{ off, end int64 }
+
+// segment is one file of records with increasing sequences.
 type segment struct {
 	path  string
 	first uint64
@@ -124,10 +157,14 @@ type segment struct {
 	size    int64 // logical: including records appended but not yet written
 	newest  time.Time
 	index   []indexEntry
-	records int          // since the last index entry
-	written atomic.Int64 // bytes in the file
-	f       *os.File     // the writer's handle; the committer's only
-	sealed  bool         // found at Open: read-only
+	records int    // since the last index entry
+	holes   []hole // in file order; found at Open only
+	sealed  bool   // takes no more appends: found at Open, or cut back after a failed write
+	written atomic.Int64
+	// The committer's only:
+	f          segmentFile
+	synced     int64  // bytes known to be on disk: where a failed write is cut back to
+	syncedLast uint64 // the last sequence in them
 }
 
 type chunk struct {
@@ -136,38 +173,61 @@ type chunk struct {
 	last uint64
 }
 
+// seqRange is the sequences from lo to hi, both included.
+type seqRange struct{ lo, hi uint64 }
+
+// maxLost bounds the lost ranges remembered for Check: a waiter would have to sleep
+// through that many failures and recoveries to be told a lost message is durable.
+const maxLost = 1024
+
 // Journal is a durable, append-only log of messages.
 type Journal struct {
 	dir  string
 	opts Options
 	log  *slog.Logger
 
-	mu       sync.Mutex
-	segs     []*segment // oldest first; the last is the active one
-	pending  []chunk
-	last     uint64 // last appended sequence
-	reserved uint64 // sequences below this may have been handed out
-	dropped  uint64 // messages removed by retention
-	closed   bool
+	mu      sync.Mutex
+	segs    []*segment // oldest first; the last is the active one
+	pending []chunk
+	last    uint64 // last appended sequence
+	floor   uint64 // sequences up to this may have been handed out before Open
+	dropped uint64 // messages removed by retention
 
-	written atomic.Uint64 // last sequence in a file (maybe not yet synced)
+	// reserved: sequences below it may have been handed out. Written under resMu
+	// (which is taken after mu, never before it), read anywhere.
+	reserved atomic.Uint64
+	resMu    sync.Mutex
+
 	durable atomic.Uint64 // last sequence synced (or written, for SyncNone)
-	// moved is closed (and replaced) whenever durable moves, the journal fails or it
-	// closes: waiters sleep on it without taking mu, so a commit that satisfies a
-	// thousand waiters does not make them queue for a lock.
+	closed  atomic.Bool
+	// moved is closed (and replaced) whenever durable moves, the journal fails,
+	// recovers or closes: waiters sleep on it without taking mu, so a commit that
+	// satisfies a thousand waiters does not make them queue for a lock.
 	moved atomic.Pointer[chan struct{}]
+	// unavailable is set from a failed write until a write succeeds again; lost holds
+	// the sequences that were appended but never written (copy on write).
+	unavailable atomic.Pointer[error]
+	lost        atomic.Pointer[[]seqRange]
 
 	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
-	// failed is set when a write or fsync fails: nothing after it is acknowledged.
-	failed atomic.Pointer[error]
+
+	// The committer's only:
+	repair  []*segment // cut back (or removed) in memory, the file not yet
+	backoff time.Duration
+	downAt  time.Time
+
+	writeErrors    atomic.Uint64
+	reserveWaits   atomic.Uint64
+	corruptRecords uint64 // found at Open
+	corruptBytes   uint64
 
 	consumers *consumers
 }
 
-// Open opens or creates the journal in dir, checking every record and truncating
-// the log to the last good one.
+// Open opens or creates the journal in dir, checking every record: a torn write at
+// the end of the newest segment is cut off, a bad record anywhere else is skipped.
 func Open(dir string, opts Options) (*Journal, error) {
 	opts.setDefaults()
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -186,12 +246,14 @@ func Open(dir string, opts Options) (*Journal, error) {
 		j.closeFiles()
 		return nil, err
 	}
-	j.reserved = max(r, j.last)
+	// The committer renews the reservation from here as soon as it starts; a disk
+	// that cannot take it makes the journal unavailable, not Open fail.
+	j.floor = max(r, j.last)
+	j.reserved.Store(j.floor)
 	if j.consumers, err = openConsumers(dir); err != nil {
 		j.closeFiles()
 		return nil, err
 	}
-	j.written.Store(j.last)
 	j.durable.Store(j.last)
 	go j.commitLoop()
 	return j, nil
@@ -202,7 +264,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 func (j *Journal) NextSequence() uint64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.reserved + 1
+	return max(j.floor, j.last) + 1
 }
 
 // First and Last are the oldest and newest retained sequences; First > Last when
@@ -215,7 +277,7 @@ func (j *Journal) First() uint64 {
 
 func (j *Journal) firstLocked() uint64 {
 	for _, s := range j.segs {
-		if s.size > int64(len(segMagic)) {
+		if s.last >= s.first {
 			return s.first
 		}
 	}
@@ -237,12 +299,26 @@ type Stats struct {
 	Oldest   time.Time // gateway time of the oldest retained segment's newest message
 	Dropped  uint64    // messages removed by retention since Open
 	Durable  uint64
+	// Unavailable is set while writes fail (see Err).
+	Unavailable bool
+	// WriteErrors counts failed writes and fsyncs (of segments, the reservation
+	// and the probes that retry them) since Open.
+	WriteErrors uint64
+	// CorruptRecords counts the bad ranges skipped at Open (each one record or more),
+	// CorruptBytes their bytes.
+	CorruptRecords uint64
+	CorruptBytes   uint64
+	// ReserveWaits counts appends that had to wait for the sequence reservation to
+	// reach the disk because the committer had not renewed it in time.
+	ReserveWaits uint64
 }
 
 func (j *Journal) Stats() Stats {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	st := Stats{Segments: len(j.segs), First: j.firstLocked(), Last: j.last, Dropped: j.dropped, Durable: j.durable.Load()}
+	st := Stats{Segments: len(j.segs), First: j.firstLocked(), Last: j.last, Dropped: j.dropped, Durable: j.durable.Load(),
+		Unavailable: j.unavailable.Load() != nil, WriteErrors: j.writeErrors.Load(),
+		CorruptRecords: j.corruptRecords, CorruptBytes: j.corruptBytes, ReserveWaits: j.reserveWaits.Load()}
 	for _, s := range j.segs {
 		st.Bytes += s.size
 	}
@@ -252,31 +328,94 @@ func (j *Journal) Stats() Stats {
 	return st
 }
 
+// Err is nil while the journal can write, and an error wrapping ErrUnavailable
+// from a failed write until a write succeeds again (readiness reports it).
+func (j *Journal) Err() error {
+	if p := j.unavailable.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Durable is the last sequence on disk. A sequence at or below it that was lost to
+// a failed write is still lost: Check tells them apart.
+func (j *Journal) Durable() uint64 { return j.durable.Load() }
+
+// Moved is closed when Durable moves, or the journal fails, recovers or closes.
+// Take the channel before calling Check, so that a change after the check closes
+// the channel one waits on.
+func (j *Journal) Moved() <-chan struct{} { return *j.moved.Load() }
+
+// Check says what became of an appended sequence without waiting: durable (true,
+// nil), not yet known (false, nil), or never to be durable (false, an error wrapping
+// ErrUnavailable or ErrClosed).
+func (j *Journal) Check(seq uint64) (bool, error) {
+	// durable first: a lost range is recorded before durable can move past it.
+	d := j.durable.Load()
+	if j.isLost(seq) {
+		return false, fmt.Errorf("%w: message %d was not written", ErrUnavailable, seq)
+	}
+	if d >= seq {
+		return true, nil
+	}
+	if err := j.Err(); err != nil {
+		return false, err
+	}
+	if j.closed.Load() {
+		return false, ErrClosed
+	}
+	return false, nil
+}
+
+func (j *Journal) isLost(seq uint64) bool {
+	p := j.lost.Load()
+	if p == nil {
+		return false
+	}
+	rs := *p
+	if seq > rs[len(rs)-1].hi || seq < rs[0].lo {
+		return false
+	}
+	i := sort.Search(len(rs), func(i int) bool { return rs[i].hi >= seq })
+	return i < len(rs) && rs[i].lo <= seq
+}
+
 // Append adds messages, whose sequences must be larger than every earlier one. It
 // only buffers: WaitDurable says when they are on disk. It is cheap enough to call
-// under the hub's lock, which is what keeps the journal in sequence order.
+// under the hub's lock, which is what keeps the journal in sequence order; it
+// fails at once, with an error wrapping ErrUnavailable, while the journal cannot
+// write.
 func (j *Journal) Append(msgs []*bridge.Message) error {
-	if p := j.failed.Load(); p != nil {
-		return *p
+	if err := j.Err(); err != nil {
+		return err
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.closed {
+	if j.closed.Load() {
 		return ErrClosed
 	}
+	// Again under mu: a failed commit rolls back under mu, and what is appended
+	// after it must not be taken for part of the log.
+	if err := j.Err(); err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	// Checked for the whole batch first, so that a refused batch leaves nothing behind.
+	prev := j.last
 	for _, m := range msgs {
-		if m.Sequence <= j.last {
-			return fmt.Errorf("journal: sequence %d after %d", m.Sequence, j.last)
+		if m.Sequence <= prev {
+			return fmt.Errorf("journal: sequence %d after %d", m.Sequence, prev)
 		}
-		if m.Sequence >= j.reserved {
-			// Rare (once a million sequences): persist a new reservation before
-			// handing any of it out.
-			next := m.Sequence + reserveBlock
-			if err := writeReserved(j.dir, next); err != nil {
-				return fmt.Errorf("journal: reserving sequences: %w", err)
-			}
-			j.reserved = next
+		prev = m.Sequence
+	}
+	if prev >= j.reserved.Load() {
+		if err := j.reserveNow(prev); err != nil {
+			return err
 		}
+	}
+	for _, m := range msgs {
 		seg := j.activeLocked(m.Sequence)
 		if seg.size >= j.opts.SegmentBytes && seg.last >= seg.first {
 			seg = j.newSegmentLocked(m.Sequence)
@@ -309,15 +448,39 @@ func (j *Journal) Append(msgs []*bridge.Message) error {
 		c.last = m.Sequence
 		j.last = m.Sequence
 	}
+	j.kickCommitter()
+	return nil
+}
+
+// reserveNow persists a reservation covering seq before it is handed out. The
+// committer renews the reservation long before it runs out, so this wait for the
+// disk under the hub's lock only happens when it could not (it is counted).
+func (j *Journal) reserveNow(seq uint64) error {
+	j.resMu.Lock()
+	defer j.resMu.Unlock()
+	if seq < j.reserved.Load() {
+		return nil // the committer got there first
+	}
+	j.reserveWaits.Add(1)
+	next := seq + reserveBlock
+	if err := writeReserved(j.dir, next); err != nil {
+		j.writeErrors.Add(1)
+		j.kickCommitter() // its renewal fails too and makes the journal unavailable
+		return fmt.Errorf("%w: reserving sequences: %w", ErrUnavailable, err)
+	}
+	j.reserved.Store(next)
+	return nil
+}
+
+func (j *Journal) kickCommitter() {
 	select {
 	case j.kick <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
-// activeLocked is the segment appends go to. Segments found at Open are never
-// appended to: the first append after Open starts a new one.
+// activeLocked is the segment appends go to. Sealed segments (found at Open, or cut
+// back after a failed write) are never appended to: the next append starts a new one.
 func (j *Journal) activeLocked(next uint64) *segment {
 	if n := len(j.segs); n > 0 && !j.segs[n-1].sealed {
 		return j.segs[n-1]
@@ -335,19 +498,14 @@ func (j *Journal) newSegmentLocked(first uint64) *segment {
 func segName(first uint64) string { return fmt.Sprintf("%020d.seg", first) }
 
 // WaitDurable returns when the message with sequence seq is on disk as the sync
-// mode promises, or ctx ends, or the journal failed.
+// mode promises, or ctx ends, or it never will be (an error wrapping
+// ErrUnavailable or ErrClosed).
 func (j *Journal) WaitDurable(ctx context.Context, seq uint64) error {
 	for {
 		// Take the channel before looking: a commit after the look closes it.
-		ch := *j.moved.Load()
-		if j.durable.Load() >= seq {
-			return nil
-		}
-		if p := j.failed.Load(); p != nil {
-			return *p
-		}
-		if j.isClosed() {
-			return ErrClosed
+		ch := j.Moved()
+		if done, err := j.Check(seq); done || err != nil {
+			return err
 		}
 		select {
 		case <-ch:
@@ -357,12 +515,6 @@ func (j *Journal) WaitDurable(ctx context.Context, seq uint64) error {
 	}
 }
 
-func (j *Journal) isClosed() bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.closed
-}
-
 // wake tells every waiter that something moved.
 func (j *Journal) wake() {
 	next := make(chan struct{})
@@ -370,31 +522,30 @@ func (j *Journal) wake() {
 }
 
 // commitLoop is the one writer: it moves appended records to their files and
-// fsyncs them, in batches.
+// fsyncs them, each commit starting as soon as the previous one ended, and while
+// the journal is unavailable it retries with backoff.
 func (j *Journal) commitLoop() {
 	defer close(j.done)
-	var tick <-chan time.Time
-	if j.opts.Sync == SyncBatch {
-		t := time.NewTicker(j.opts.Interval)
-		defer t.Stop()
-		tick = t.C
-	}
 	// Age retention must also happen when nothing is appended.
 	retainTick := time.NewTicker(retainEvery)
 	defer retainTick.Stop()
+	var retry <-chan time.Time
+	j.renewReservation()
 	for {
 		select {
-		case <-tick:
-			j.commit()
 		case <-j.kick:
-			if j.opts.Sync != SyncBatch {
-				j.commit()
-			}
+			j.commit()
+		case <-retry:
+			retry = nil
+			j.tryRecover()
 		case <-retainTick.C:
 			j.retain()
 		case <-j.stop:
 			j.commit()
 			return
+		}
+		if retry == nil && j.Err() != nil {
+			retry = time.After(j.nextBackoff())
 		}
 	}
 }
@@ -402,65 +553,62 @@ func (j *Journal) commitLoop() {
 // retainEvery is how often retention is checked when nothing is committed.
 const retainEvery = time.Second
 
-// commit writes and syncs what is pending. After a failure nothing more is written:
-// a gap in the file would be worse than a stop, and the gateway reports it.
+// commit writes and syncs what is pending. A failure makes the journal unavailable.
 func (j *Journal) commit() {
-	if j.failed.Load() != nil {
+	if j.Err() != nil {
 		return
 	}
 	j.mu.Lock()
 	work := j.pending
 	j.pending = nil
 	j.mu.Unlock()
-	if len(work) == 0 {
-		return
-	}
-	var last uint64
-	var err error
-	for i, c := range work {
-		if err = j.writeChunk(c); err != nil {
-			break
+	if len(work) > 0 {
+		if err := j.writeAll(work); err != nil {
+			j.fail(err)
+			return
 		}
-		last = c.last
-		// A segment that is done gets its fsync before the next one is used.
-		if i+1 < len(work) && work[i+1].seg != c.seg && j.opts.Sync != SyncNone {
-			if err = c.seg.f.Sync(); err != nil {
-				break
-			}
-		}
-		j.written.Store(last)
-	}
-	if err == nil && j.opts.Sync != SyncNone {
-		err = work[len(work)-1].seg.f.Sync()
-	}
-	j.mu.Lock()
-	if err != nil {
-		err = fmt.Errorf("journal: %w", err)
-		j.failed.Store(&err)
-		j.log.Error("journal write failed; no more messages are accepted", "err", err)
-	} else {
-		j.durable.Store(last)
-	}
-	j.mu.Unlock()
-	j.wake()
-	if err == nil {
+		j.backoff = 0 // a commit that succeeded ends a run of failures
+		j.wake()
 		j.retain()
 	}
+	j.renewReservation()
+}
+
+// writeAll writes the chunks in order, fsyncing each segment once it has all its
+// chunks, and moves durable along.
+func (j *Journal) writeAll(work []chunk) error {
+	for i, c := range work {
+		if err := j.writeChunk(c); err != nil {
+			return err
+		}
+		if i+1 < len(work) && work[i+1].seg == c.seg {
+			continue
+		}
+		// A segment that is done gets its fsync before the next one is used.
+		s := c.seg
+		if j.opts.Sync != SyncNone {
+			if err := s.f.Sync(); err != nil {
+				return fmt.Errorf("fsync %s: %w", s.path, err)
+			}
+		}
+		s.synced, s.syncedLast = s.written.Load(), c.last
+		j.durable.Store(c.last)
+	}
+	return nil
 }
 
 func (j *Journal) writeChunk(c chunk) error {
 	s := c.seg
 	if s.f == nil {
-		f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
+		f, err := j.opts.openFile(s.path, createFlags)
 		if err != nil {
 			return err
 		}
-		if _, err := f.Write([]byte(segMagic)); err != nil {
-			f.Close()
-			return err
+		s.f = f
+		if _, err := f.WriteAt([]byte(segMagic), 0); err != nil {
+			return fmt.Errorf("writing %s: %w", s.path, err)
 		}
 		s.written.Store(int64(len(segMagic)))
-		s.f = f
 		if err := syncDir(j.dir); err != nil {
 			return err
 		}
@@ -476,7 +624,10 @@ func (j *Journal) writeChunk(c chunk) error {
 	}
 	n, err := s.f.WriteAt(c.data, s.written.Load())
 	s.written.Add(int64(n))
-	return err
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", s.path, err)
+	}
+	return nil
 }
 
 // retain drops the oldest segments beyond MaxBytes or MaxAge. The active segment
@@ -510,6 +661,7 @@ func (j *Journal) retain() {
 	for _, s := range drop {
 		if s.f != nil {
 			s.f.Close()
+			s.f = nil
 		}
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			j.log.Warn("journal: removing an old segment", "path", s.path, "err", err)
@@ -522,19 +674,19 @@ func (j *Journal) retain() {
 // files. Appends after Close fail.
 func (j *Journal) Close() error {
 	j.mu.Lock()
-	if j.closed {
+	if j.closed.Load() {
 		j.mu.Unlock()
 		return nil
 	}
-	j.closed = true
+	j.closed.Store(true)
 	j.mu.Unlock()
 	close(j.stop)
 	<-j.done
 	j.wake()
 	err := j.consumers.close()
 	j.closeFiles()
-	if p := j.failed.Load(); p != nil {
-		return *p
+	if uerr := j.Err(); uerr != nil {
+		return uerr
 	}
 	return err
 }
@@ -556,7 +708,10 @@ func syncDir(dir string) error {
 		return err
 	}
 	defer d.Close()
-	return d.Sync()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
 }
 
 // segmentFiles lists the segment files in dir, oldest first.

@@ -2,8 +2,10 @@ package journal
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"sort"
 
@@ -36,10 +38,12 @@ func (r *Reader) Close() {
 }
 
 // Read appends to out[:0] up to cap(out) messages with a sequence of at least from,
-// in order, from what has been written to the files. It returns an error wrapping
+// in order, from what has been written to the files. Sequences need not be
+// consecutive: it reads on across gaps (sequences never written, records skipped as
+// corrupt at Open, records lost to a failed write). It returns an error wrapping
 // ErrTruncated when from is older than everything retained (First says where the
-// journal now begins), and one wrapping ErrCorrupt when a record fails its
-// checksum: it never returns a message it cannot vouch for.
+// journal now begins), and one wrapping ErrCorrupt when a record fails its checksum
+// that did not at Open: it never returns a message it cannot vouch for.
 func (r *Reader) Read(from uint64, out []*bridge.Message) ([]*bridge.Message, error) {
 	out = out[:0]
 	if cap(out) == 0 {
@@ -74,12 +78,12 @@ func (r *Reader) Read(from uint64, out []*bridge.Message) ([]*bridge.Message, er
 func (r *Reader) finished(seg *segment) (uint64, bool) {
 	r.j.mu.Lock()
 	defer r.j.mu.Unlock()
-	active := r.j.segs[len(r.j.segs)-1] == seg
+	active := len(r.j.segs) > 0 && r.j.segs[len(r.j.segs)-1] == seg && !seg.sealed
 	return seg.last, !active && r.off >= seg.size
 }
 
-// locate finds the segment holding from (or the first after it), the offset to
-// start at, and how far the file is written.
+// locate finds the segment holding from (or the first after it with records), the
+// offset to start at, and how far the file is written.
 func (r *Reader) locate(from uint64) (*segment, int64, int64, error) {
 	j := r.j
 	j.mu.Lock()
@@ -88,6 +92,9 @@ func (r *Reader) locate(from uint64) (*segment, int64, int64, error) {
 		return nil, 0, 0, fmt.Errorf("%w: %d is older than the oldest retained, %d", ErrTruncated, from, first)
 	}
 	i := sort.Search(len(j.segs), func(i int) bool { return j.segs[i].last >= from })
+	for i < len(j.segs) && j.segs[i].last < j.segs[i].first {
+		i++ // a segment without records: nothing to find there
+	}
 	if i == len(j.segs) {
 		return nil, 0, 0, nil // nothing at or after from yet
 	}
@@ -108,6 +115,18 @@ func (r *Reader) locate(from uint64) (*segment, int64, int64, error) {
 	return seg, start, limit, nil
 }
 
+// skipHoles moves off past a hole it is in, and says where the next hole starts
+// (or limit). Holes are found at Open and never change.
+func skipHoles(seg *segment, off, limit int64) (int64, int64) {
+	for _, h := range seg.holes {
+		if off < h.off {
+			return off, min(limit, h.off)
+		}
+		off = max(off, h.end)
+	}
+	return off, limit
+}
+
 func (r *Reader) readSegment(seg *segment, start, limit int64, from uint64, out []*bridge.Message) ([]*bridge.Message, error) {
 	if r.seg != seg {
 		r.Close()
@@ -121,13 +140,19 @@ func (r *Reader) readSegment(seg *segment, start, limit int64, from uint64, out 
 	if r.buf == nil {
 		r.buf = make([]byte, 256<<10)
 	}
-	for r.off < limit && len(out) < cap(out) {
-		n := min(int64(len(r.buf)), limit-r.off)
-		b := r.buf[:n]
-		if _, err := r.f.ReadAt(b, r.off); err != nil {
+	for len(out) < cap(out) {
+		var end int64
+		if r.off, end = skipHoles(seg, r.off, limit); r.off >= end {
+			break
+		}
+		b := r.buf[:min(int64(len(r.buf)), end-r.off)]
+		k, err := r.f.ReadAt(b, r.off)
+		if err != nil && !errors.Is(err, io.EOF) {
 			return out, fmt.Errorf("journal: reading %s: %w", seg.path, err)
 		}
-		consumed := 0
+		short := k < len(b) // only when a failed write was cut back meanwhile
+		b = b[:k]
+		consumed, grew := 0, false
 		for len(out) < cap(out) {
 			rest := b[consumed:]
 			if len(rest) < recHeader {
@@ -140,6 +165,7 @@ func (r *Reader) readSegment(seg *segment, start, limit int64, from uint64, out 
 			if len(rest) < recHeader+size {
 				if consumed == 0 && len(r.buf) < recHeader+size {
 					r.buf = make([]byte, recHeader+size) // one large record
+					grew = true
 				}
 				break
 			}
@@ -158,7 +184,7 @@ func (r *Reader) readSegment(seg *segment, start, limit int64, from uint64, out 
 			}
 		}
 		if consumed == 0 && len(out) < cap(out) {
-			if int64(len(r.buf)) > limit-r.off {
+			if !grew || short {
 				break // a record not yet fully written
 			}
 			continue // the buffer grew for a large record
