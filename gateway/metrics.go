@@ -19,10 +19,17 @@ var (
 	jOldest   = prometheus.NewDesc("edgegate_journal_oldest_age_seconds", "Age of the newest message in the oldest segment: roughly how far back the log reaches.", nil, nil)
 	jDropped  = prometheus.NewDesc("edgegate_journal_retention_dropped_total", "Messages removed by retention since start.", nil, nil)
 	jLag      = prometheus.NewDesc("edgegate_consumer_lag", "Messages a durable consumer has not acknowledged.", []string{"consumer"}, nil)
+
+	jUnavailable  = prometheus.NewDesc("edgegate_journal_unavailable", "1 while the durable log cannot write (appends refused, retried with backoff), else 0.", nil, nil)
+	jWriteErrors  = prometheus.NewDesc("edgegate_journal_write_errors_total", "Failed writes and fsyncs of the durable log, retries included, since start.", nil, nil)
+	jCorrupt      = prometheus.NewDesc("edgegate_journal_corrupt_records_total", "Bad ranges of the durable log (one record or more each) skipped at start.", nil, nil)
+	jCorruptBytes = prometheus.NewDesc("edgegate_journal_corrupt_bytes_total", "Bytes of the bad ranges skipped at start.", nil, nil)
+	jReserveWaits = prometheus.NewDesc("edgegate_journal_reserve_waits_total", "Appends that waited for the sequence reservation to reach the disk.", nil, nil)
 )
 
 func (c journalCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{jBytes, jSegments, jFirst, jLast, jDurable, jOldest, jDropped, jLag} {
+	for _, d := range []*prometheus.Desc{jBytes, jSegments, jFirst, jLast, jDurable, jOldest, jDropped, jLag,
+		jUnavailable, jWriteErrors, jCorrupt, jCorruptBytes, jReserveWaits} {
 		ch <- d
 	}
 }
@@ -40,6 +47,15 @@ func (c journalCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(jOldest, prometheus.GaugeValue, age)
 	ch <- prometheus.MustNewConstMetric(jDropped, prometheus.CounterValue, float64(st.Dropped))
+	unavailable := 0.0
+	if st.Unavailable {
+		unavailable = 1
+	}
+	ch <- prometheus.MustNewConstMetric(jUnavailable, prometheus.GaugeValue, unavailable)
+	ch <- prometheus.MustNewConstMetric(jWriteErrors, prometheus.CounterValue, float64(st.WriteErrors))
+	ch <- prometheus.MustNewConstMetric(jCorrupt, prometheus.CounterValue, float64(st.CorruptRecords))
+	ch <- prometheus.MustNewConstMetric(jCorruptBytes, prometheus.CounterValue, float64(st.CorruptBytes))
+	ch <- prometheus.MustNewConstMetric(jReserveWaits, prometheus.CounterValue, float64(st.ReserveWaits))
 	for name, pos := range c.j.Consumers() {
 		lag := 0.0
 		if st.Last > pos {

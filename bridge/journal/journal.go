@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -173,8 +174,11 @@ type chunk struct {
 	last uint64
 }
 
-// seqRange is the sequences from lo to hi, both included.
-type seqRange struct{ lo, hi uint64 }
+// lostRange is the sequences from lo to hi, both included, lost to err.
+type lostRange struct {
+	lo, hi uint64
+	err    error
+}
 
 // maxLost bounds the lost ranges remembered for Check: a waiter would have to sleep
 // through that many failures and recoveries to be told a lost message is durable.
@@ -207,7 +211,7 @@ type Journal struct {
 	// unavailable is set from a failed write until a write succeeds again; lost holds
 	// the sequences that were appended but never written (copy on write).
 	unavailable atomic.Pointer[error]
-	lost        atomic.Pointer[[]seqRange]
+	lost        atomic.Pointer[[]lostRange]
 
 	kick chan struct{}
 	stop chan struct{}
@@ -352,8 +356,8 @@ func (j *Journal) Moved() <-chan struct{} { return *j.moved.Load() }
 func (j *Journal) Check(seq uint64) (bool, error) {
 	// durable first: a lost range is recorded before durable can move past it.
 	d := j.durable.Load()
-	if j.isLost(seq) {
-		return false, fmt.Errorf("%w: message %d was not written", ErrUnavailable, seq)
+	if err := j.lostTo(seq); err != nil {
+		return false, fmt.Errorf("message %d was not written: %w", seq, err)
 	}
 	if d >= seq {
 		return true, nil
@@ -367,17 +371,20 @@ func (j *Journal) Check(seq uint64) (bool, error) {
 	return false, nil
 }
 
-func (j *Journal) isLost(seq uint64) bool {
+// lostTo is the error that lost seq, or nil.
+func (j *Journal) lostTo(seq uint64) error {
 	p := j.lost.Load()
 	if p == nil {
-		return false
+		return nil
 	}
 	rs := *p
 	if seq > rs[len(rs)-1].hi || seq < rs[0].lo {
-		return false
+		return nil
 	}
-	i := sort.Search(len(rs), func(i int) bool { return rs[i].hi >= seq })
-	return i < len(rs) && rs[i].lo <= seq
+	if i := sort.Search(len(rs), func(i int) bool { return rs[i].hi >= seq }); i < len(rs) && rs[i].lo <= seq {
+		return rs[i].err
+	}
+	return nil
 }
 
 // Append adds messages, whose sequences must be larger than every earlier one. It
@@ -532,6 +539,9 @@ func (j *Journal) commitLoop() {
 	var retry <-chan time.Time
 	j.renewReservation()
 	for {
+		if retry == nil && j.Err() != nil {
+			retry = time.After(j.nextBackoff())
+		}
 		select {
 		case <-j.kick:
 			j.commit()
@@ -543,9 +553,6 @@ func (j *Journal) commitLoop() {
 		case <-j.stop:
 			j.commit()
 			return
-		}
-		if retry == nil && j.Err() != nil {
-			retry = time.After(j.nextBackoff())
 		}
 	}
 }
@@ -588,7 +595,7 @@ func (j *Journal) writeAll(work []chunk) error {
 		s := c.seg
 		if j.opts.Sync != SyncNone {
 			if err := s.f.Sync(); err != nil {
-				return fmt.Errorf("fsync %s: %w", s.path, err)
+				return withPath("fsync", s.path, err)
 			}
 		}
 		s.synced, s.syncedLast = s.written.Load(), c.last
@@ -602,11 +609,11 @@ func (j *Journal) writeChunk(c chunk) error {
 	if s.f == nil {
 		f, err := j.opts.openFile(s.path, createFlags)
 		if err != nil {
-			return err
+			return withPath("creating", s.path, err)
 		}
 		s.f = f
 		if _, err := f.WriteAt([]byte(segMagic), 0); err != nil {
-			return fmt.Errorf("writing %s: %w", s.path, err)
+			return withPath("writing", s.path, err)
 		}
 		s.written.Store(int64(len(segMagic)))
 		if err := syncDir(j.dir); err != nil {
@@ -625,9 +632,17 @@ func (j *Journal) writeChunk(c chunk) error {
 	n, err := s.f.WriteAt(c.data, s.written.Load())
 	s.written.Add(int64(n))
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", s.path, err)
+		return withPath("writing", s.path, err)
 	}
 	return nil
+}
+
+// withPath names the file in err unless it does already.
+func withPath(op, path string, err error) error {
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", op, path, err)
 }
 
 // retain drops the oldest segments beyond MaxBytes or MaxAge. The active segment
@@ -709,7 +724,7 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
+		return withPath("fsync", dir, err)
 	}
 	return nil
 }

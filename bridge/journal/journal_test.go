@@ -316,3 +316,36 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testwait.For(t, 10*time.Second, what, cond)
 }
+
+// The committer renews the sequence reservation before it runs out, so that Append
+// does not wait for the disk; only a jump past the reservation makes it wait, and
+// that is counted. Either way a sequence is never reused after a restart.
+func TestReservationIsRenewedOffTheIngestPath(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, Options{Sync: SyncAlways})
+	next := j.NextSequence()
+	ahead := func(seq uint64) func() bool {
+		return func() bool { return j.reserved.Load() >= seq+reserveBlock/2 }
+	}
+	eventually(t, "the reservation at start", ahead(next))
+	// Leave less than half a block: the committer renews after the commit.
+	seq := j.reserved.Load() - reserveBlock/2 + 1
+	appendN(t, j, seq, 1)
+	eventually(t, "the renewal", ahead(seq))
+	if st := j.Stats(); st.ReserveWaits != 0 {
+		t.Fatalf("an append waited for the reservation: %+v", st)
+	}
+	far := j.reserved.Load() + 10
+	appendN(t, j, far, 1)
+	if st := j.Stats(); st.ReserveWaits != 1 {
+		t.Fatalf("a jump past the reservation: %d waits, want 1", st.ReserveWaits)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = open(t, dir, Options{})
+	defer j.Close()
+	if n := j.NextSequence(); n <= far {
+		t.Fatalf("NextSequence = %d after %d", n, far)
+	}
+}

@@ -22,6 +22,12 @@ const (
 	probeSize = 4096 // one page: a full file system refuses it
 )
 
+// The log lines of the two transitions; nothing is logged in between.
+const (
+	logUnavailable = "journal unavailable: a write failed; appends are refused until writes succeed again"
+	logRecovered   = "journal writable again; appends are accepted"
+)
+
 // fail makes the journal unavailable after a failed write or fsync: what was not
 // durable is dropped, in memory at once and on disk as far as the disk lets us.
 func (j *Journal) fail(cause error) {
@@ -29,10 +35,10 @@ func (j *Journal) fail(cause error) {
 	j.writeErrors.Add(1)
 	j.mu.Lock()
 	durable := j.durable.Load()
-	var lostRange seqRange
+	var lost lostRange
 	if j.last > durable {
-		lostRange = seqRange{durable + 1, j.last}
-		j.addLost(lostRange)
+		lost = lostRange{durable + 1, j.last, err}
+		j.addLost(lost)
 		j.floor = max(j.floor, j.last) // handed out: never to be used again
 	}
 	j.pending = nil
@@ -65,15 +71,14 @@ func (j *Journal) fail(cause error) {
 	j.unavailable.Store(&err)
 	j.mu.Unlock()
 	j.downAt = time.Now()
-	j.log.Error("journal unavailable: a write failed; appends are refused until writes succeed again",
-		"err", cause, "durable", durable, "lost_first", lostRange.lo, "lost_last", lostRange.hi)
+	j.log.Error(logUnavailable, "err", cause, "durable", durable, "lost_first", lost.lo, "lost_last", lost.hi)
 	j.wake()
 	j.repairFiles() // now if it can; the retries otherwise
 }
 
 // addLost records sequences that were appended and will never be durable.
-func (j *Journal) addLost(r seqRange) {
-	var rs []seqRange
+func (j *Journal) addLost(r lostRange) {
+	var rs []lostRange
 	if p := j.lost.Load(); p != nil {
 		rs = *p
 	}
@@ -107,13 +112,16 @@ func (j *Journal) cutBack(s *segment) error {
 	}
 	f, err := j.opts.openFile(s.path, os.O_RDWR)
 	if err != nil {
-		return err
+		return withPath("opening", s.path, err)
 	}
 	defer f.Close()
 	if err := f.Truncate(s.synced); err != nil {
-		return fmt.Errorf("truncating %s: %w", s.path, err)
+		return withPath("truncating", s.path, err)
 	}
-	return f.Sync()
+	if err := f.Sync(); err != nil {
+		return withPath("fsync", s.path, err)
+	}
+	return nil
 }
 
 // tryRecover retries a write: the cut-backs fail left undone, a probe write with its
@@ -134,7 +142,7 @@ func (j *Journal) tryRecover() {
 	j.mu.Lock()
 	j.unavailable.Store(nil)
 	j.mu.Unlock()
-	j.log.Info("journal writable again; appends are accepted", "unavailable_for", time.Since(j.downAt).Round(time.Millisecond))
+	j.log.Info(logRecovered, "unavailable_for", time.Since(j.downAt).Round(time.Millisecond))
 	j.wake()
 }
 
@@ -143,11 +151,12 @@ func (j *Journal) probe() error {
 	path := filepath.Join(j.dir, probeFile)
 	f, err := j.opts.openFile(path, createFlags)
 	if err != nil {
-		return err
+		return withPath("creating", path, err)
 	}
-	_, err = f.WriteAt(make([]byte, probeSize), 0)
-	if err == nil {
-		err = f.Sync()
+	if _, err = f.WriteAt(make([]byte, probeSize), 0); err != nil {
+		err = withPath("writing", path, err)
+	} else if err = f.Sync(); err != nil {
+		err = withPath("fsync", path, err)
 	}
 	f.Close()
 	if rerr := os.Remove(path); err == nil && rerr != nil {
