@@ -57,7 +57,7 @@ func (j *Journal) fail(cause error) {
 			// Readers that have it see an empty segment and move on.
 			s.size, s.last = 0, s.first-1
 			s.written.Store(0)
-			j.segs = j.segs[:i]
+			j.segs = append(j.segs[:i], j.segs[i+1:]...)
 			continue
 		}
 		s.size, s.last, s.sealed = s.synced, s.syncedLast, true
@@ -70,6 +70,12 @@ func (j *Journal) fail(cause error) {
 	}
 	j.unavailable.Store(&err)
 	j.mu.Unlock()
+	for _, s := range j.repair {
+		if s.f != nil {
+			s.f.Close()
+			s.f = nil
+		}
+	}
 	j.downAt = time.Now()
 	j.log.Error(logUnavailable, "err", cause, "durable", durable, "lost_first", lost.lo, "lost_last", lost.hi)
 	j.wake()
@@ -100,10 +106,6 @@ func (j *Journal) repairFiles() error {
 }
 
 func (j *Journal) cutBack(s *segment) error {
-	if s.f != nil {
-		s.f.Close()
-		s.f = nil
-	}
 	if s.syncedLast < s.first || s.synced <= int64(len(segMagic)) {
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
@@ -111,6 +113,9 @@ func (j *Journal) cutBack(s *segment) error {
 		return nil
 	}
 	f, err := j.opts.openFile(s.path, os.O_RDWR)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // retention removed it meanwhile
+	}
 	if err != nil {
 		return withPath("opening", s.path, err)
 	}
