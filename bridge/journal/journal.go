@@ -60,9 +60,9 @@ func ParseSyncMode(s string) (SyncMode, bool) {
 // Options configure a journal. The zero value works.
 type Options struct {
 	Sync SyncMode
-	// Interval is the most a SyncBatch record waits for its commit to start; default
-	// 5ms. A commit starts as soon as the previous one ends, which is sooner, so
-	// this is only a bound: no record ever waits for a tick.
+	// Interval was SyncBatch's commit tick. It is accepted and unused: a commit starts
+	// as soon as the previous one ends, so a record waits at most for the fsync in
+	// progress and then its own, never for a tick.
 	Interval time.Duration
 	// SegmentBytes is the size at which a new segment file starts; default 64 MiB.
 	SegmentBytes int64
