@@ -354,18 +354,27 @@ func (j *Journal) Moved() <-chan struct{} { return *j.moved.Load() }
 // nil), not yet known (false, nil), or never to be durable (false, an error wrapping
 // ErrUnavailable or ErrClosed).
 func (j *Journal) Check(seq uint64) (bool, error) {
-	// durable first: a lost range is recorded before durable can move past it.
+	// The order of the looks matters. The failure and the committer's end are
+	// looked at first, so that a commit that made seq durable before them is seen
+	// below; durable before the lost ranges, since a range is recorded before
+	// durable can move past it.
+	failed := j.Err()
+	stopped := false
+	select {
+	case <-j.done:
+		stopped = true // Close's last commit is done: nothing more becomes durable
+	default:
+	}
 	d := j.durable.Load()
 	if err := j.lostTo(seq); err != nil {
 		return false, fmt.Errorf("message %d was not written: %w", seq, err)
 	}
-	if d >= seq {
+	switch {
+	case d >= seq:
 		return true, nil
-	}
-	if err := j.Err(); err != nil {
-		return false, err
-	}
-	if j.closed.Load() {
+	case failed != nil:
+		return false, failed
+	case stopped:
 		return false, ErrClosed
 	}
 	return false, nil
