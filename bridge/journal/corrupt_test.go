@@ -185,3 +185,30 @@ func TestTornTailOfNewestSegmentWithOlderOnes(t *testing.T) {
 		t.Fatalf("a torn tail counted as corrupt: %+v", st)
 	}
 }
+
+// A record that goes bad while the journal runs is skipped by readers as one found
+// at Open would be: the reader goes on with the next record that checks out.
+func TestReaderSkipsARecordThatWentBadWhileRunning(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		at   int64
+		mask byte
+	}{
+		{"length", 2, 0x08},
+		{"checksum", 4, 0x01},
+		{"body", recHeader + 25, 0x20},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir, names := segmentedJournal(t)
+			j := open(t, dir, Options{})
+			defer j.Close()
+			checkRun(t, readAll(t, j, 1), 1, 600)
+			path := filepath.Join(dir, names[2])
+			offs := recordOffsets(t, path)
+			flipByte(t, path, offs[3]+c.at, c.mask)
+			lost := j.segs[2].first + 3
+			checkExcept(t, readAll(t, j, 1), 1, 600, lost)
+			checkExcept(t, readAll(t, j, lost-1), lost-1, 600, lost)
+		})
+	}
+}

@@ -42,20 +42,21 @@ func (r *Reader) Close() {
 // consecutive: it reads on across gaps (sequences never written, records skipped as
 // corrupt at Open, records lost to a failed write). It returns an error wrapping
 // ErrTruncated when from is older than everything retained (First says where the
-// journal now begins), and one wrapping ErrCorrupt when a record fails its checksum
-// that did not at Open: it never returns a message it cannot vouch for.
+// journal now begins). A record that fails its checks while the journal runs is
+// skipped like one found at Open (and logged): it never returns a message it
+// cannot vouch for.
 func (r *Reader) Read(from uint64, out []*bridge.Message) ([]*bridge.Message, error) {
 	out = out[:0]
 	if cap(out) == 0 {
 		return out, nil
 	}
 	for len(out) < cap(out) {
-		seg, start, limit, err := r.locate(from)
+		seg, start, limit, final, err := r.locate(from)
 		if err != nil || seg == nil {
 			return out, err
 		}
 		n := len(out)
-		if out, err = r.readSegment(seg, start, limit, from, out); err != nil {
+		if out, err = r.readSegment(seg, start, limit, final, from, out); err != nil {
 			return out, err
 		}
 		if len(out) > n {
@@ -83,36 +84,56 @@ func (r *Reader) finished(seg *segment) (uint64, bool) {
 }
 
 // locate finds the segment holding from (or the first after it with records), the
-// offset to start at, and how far the file is written.
-func (r *Reader) locate(from uint64) (*segment, int64, int64, error) {
+// offset to start at, how far the file is written, and whether that is final (no
+// more bytes will come: a record cut short is corrupt, not on its way).
+func (r *Reader) locate(from uint64) (seg *segment, start, limit int64, final bool, err error) {
 	j := r.j
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if first := j.firstLocked(); from < first && first <= j.last {
-		return nil, 0, 0, fmt.Errorf("%w: %d is older than the oldest retained, %d", ErrTruncated, from, first)
+		return nil, 0, 0, false, fmt.Errorf("%w: %d is older than the oldest retained, %d", ErrTruncated, from, first)
 	}
 	i := sort.Search(len(j.segs), func(i int) bool { return j.segs[i].last >= from })
 	for i < len(j.segs) && j.segs[i].last < j.segs[i].first {
 		i++ // a segment without records: nothing to find there
 	}
 	if i == len(j.segs) {
-		return nil, 0, 0, nil // nothing at or after from yet
+		return nil, 0, 0, false, nil // nothing at or after from yet
 	}
-	seg := j.segs[i]
-	limit := seg.written.Load()
+	seg = j.segs[i]
+	limit = seg.written.Load()
 	if limit <= int64(len(segMagic)) {
-		return nil, 0, 0, nil // the committer has not written its first record yet
+		return nil, 0, 0, false, nil // the committer has not written its first record yet
 	}
+	final = limit >= seg.size && (i < len(j.segs)-1 || seg.sealed)
 	if r.seg == seg && r.next != 0 && r.next <= from && r.off <= limit {
-		return seg, r.off, limit, nil
+		return seg, r.off, limit, final, nil
 	}
 	k := sort.Search(len(seg.index), func(k int) bool { return seg.index[k].seq > from }) - 1
-	start := int64(len(segMagic))
+	start = int64(len(segMagic))
 	if k >= 0 {
 		start = seg.index[k].off
 	}
 	r.next = 0
-	return seg, start, limit, nil
+	return seg, start, limit, final, nil
+}
+
+// skipCorrupt finds where reading goes on after a record at off that does not check
+// out although it did at Open (or was written since): the next record that does,
+// as at Open. The range is logged; it is not counted, since every reader passing
+// it would count it again.
+func (r *Reader) skipCorrupt(seg *segment, off, end int64, why string) (int64, error) {
+	var prev uint64
+	if r.next > 0 {
+		prev = r.next - 1
+	}
+	w := &fileWindow{f: r.f, size: end}
+	next, err := w.resync(off, prev)
+	if err != nil {
+		return 0, fmt.Errorf("journal: reading %s: %w", seg.path, err)
+	}
+	r.j.log.Warn("journal: corrupt record skipped while reading", "segment", seg.path, "offset", off, "bytes", next-off, "why", why)
+	return next, nil
 }
 
 // skipHoles moves off past a hole it is in, and says where the next hole starts
@@ -127,7 +148,7 @@ func skipHoles(seg *segment, off, limit int64) (int64, int64) {
 	return off, limit
 }
 
-func (r *Reader) readSegment(seg *segment, start, limit int64, from uint64, out []*bridge.Message) ([]*bridge.Message, error) {
+func (r *Reader) readSegment(seg *segment, start, limit int64, final bool, from uint64, out []*bridge.Message) ([]*bridge.Message, error) {
 	if r.seg != seg {
 		r.Close()
 		f, err := os.Open(seg.path)
@@ -153,6 +174,7 @@ func (r *Reader) readSegment(seg *segment, start, limit int64, from uint64, out 
 		short := k < len(b) // only when a failed write was cut back meanwhile
 		b = b[:k]
 		consumed, grew := 0, false
+		bad := "" // why the record at r.off+consumed does not check out
 		for len(out) < cap(out) {
 			rest := b[consumed:]
 			if len(rest) < recHeader {
@@ -160,10 +182,13 @@ func (r *Reader) readSegment(seg *segment, start, limit int64, from uint64, out 
 			}
 			size := int(binary.LittleEndian.Uint32(rest))
 			if size == 0 || size > maxRecord {
-				return out, fmt.Errorf("%w: %s at %d: record length %d", ErrCorrupt, seg.path, r.off+int64(consumed), size)
+				bad = fmt.Sprintf("record length %d", size)
+				break
 			}
 			if len(rest) < recHeader+size {
-				if consumed == 0 && len(r.buf) < recHeader+size {
+				if final && !short && r.off+int64(consumed+recHeader+size) > end {
+					bad = fmt.Sprintf("record length %d past the end", size)
+				} else if consumed == 0 && len(r.buf) < recHeader+size {
 					r.buf = make([]byte, recHeader+size) // one large record
 					grew = true
 				}
@@ -171,17 +196,27 @@ func (r *Reader) readSegment(seg *segment, start, limit int64, from uint64, out 
 			}
 			body := rest[recHeader : recHeader+size]
 			if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(rest[4:]) {
-				return out, fmt.Errorf("%w: %s at %d: checksum mismatch", ErrCorrupt, seg.path, r.off+int64(consumed))
+				bad = "checksum mismatch"
+				break
 			}
 			m, err := decodeBody(body)
 			if err != nil {
-				return out, fmt.Errorf("%s at %d: %w", seg.path, r.off+int64(consumed), err)
+				bad = err.Error()
+				break
 			}
 			consumed += recHeader + size
 			r.next = m.Sequence + 1
 			if m.Sequence >= from {
 				out = append(out, m)
 			}
+		}
+		if bad != "" {
+			next, err := r.skipCorrupt(seg, r.off+int64(consumed), end, bad)
+			if err != nil {
+				return out, err
+			}
+			r.off = next
+			continue
 		}
 		if consumed == 0 && len(out) < cap(out) {
 			if !grew || short {

@@ -77,8 +77,11 @@ func (j *Journal) cutTornTail(seg *segment) error {
 	return syncDir(j.dir)
 }
 
-// scanWindow is how much of a segment the scan reads at a time.
-const scanWindow = 256 << 10
+// scanWindow is how much of a segment the scan reads at a time: several records
+// of the largest size, so that resynchronising over garbage, which checks a
+// candidate record of up to maxRecord bytes at every offset that could start one,
+// does not read the same bytes again for each candidate.
+const scanWindow = 4 * maxRecord
 
 // fileWindow reads a file through a window that follows the offsets asked for.
 type fileWindow struct {
