@@ -357,6 +357,25 @@ func (j *Journal) WaitDurable(ctx context.Context, seq uint64) error {
 	}
 }
 
+// Check says whether the message with sequence seq is on disk as the sync mode
+// promises (true, nil), never will be (true, the error), or not yet (false, nil).
+func (j *Journal) Check(seq uint64) (bool, error) {
+	if j.durable.Load() >= seq {
+		return true, nil
+	}
+	if p := j.failed.Load(); p != nil {
+		return true, *p
+	}
+	if j.isClosed() {
+		return true, ErrClosed
+	}
+	return false, nil
+}
+
+// Moved returns a channel that is closed when Durable moves, the journal fails or
+// it closes.
+func (j *Journal) Moved() <-chan struct{} { return *j.moved.Load() }
+
 func (j *Journal) isClosed() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
