@@ -128,6 +128,13 @@ type Journal interface {
 	Append(msgs []*Message) error
 	// WaitDurable returns once the message with sequence seq is on disk.
 	WaitDurable(ctx context.Context, seq uint64) error
+	// Check says without waiting whether the message with sequence seq is on disk
+	// (true, nil), never will be (false, an error wrapping ErrUnavailable or the
+	// close), or not yet (false, nil). Moved is closed when that may have changed (a
+	// commit, a failure, a recovery, the close), so that one goroutine can wait for
+	// many batches without a waiter each.
+	Check(seq uint64) (done bool, err error)
+	Moved() <-chan struct{}
 	// First is the oldest retained sequence (larger than Last when empty).
 	First() uint64
 	// Last is the newest appended sequence.

@@ -34,8 +34,20 @@ func (in *Ingest) Protocol() Protocol { return in.protocol }
 // when its interval ends (RunReporting), unless a newer value of its point replaces
 // it first. Those are acknowledged at once: nothing of theirs is on disk yet.
 func (in *Ingest) Publish(ctx context.Context, msgs ...*Message) error {
-	if err := ctx.Err(); err != nil {
+	r, err := in.Submit(ctx, msgs...)
+	if err != nil {
 		return err
+	}
+	// The caller acknowledges the device when we return: only once it is on disk.
+	return r.Wait(ctx)
+}
+
+// accept validates, registers and publishes a batch (through the reporting stage).
+// It returns the batch's last sequence and how many of its messages were published
+// now.
+func (in *Ingest) accept(ctx context.Context, msgs []*Message) (uint64, int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, 0, err
 	}
 	now := in.hub.cfg.Now()
 	for _, m := range msgs {
@@ -43,11 +55,12 @@ func (in *Ingest) Publish(ctx context.Context, msgs ...*Message) error {
 		m.Labels = mergeLabels(in.hub.cfg.Labels, m.Labels)
 		if err := validate(m); err != nil {
 			in.hub.metrics.rejected.WithLabelValues(in.protocol.String(), "invalid").Inc()
-			return err
+			return 0, 0, err
 		}
 	}
 	// The registry takes the batch whole or not at all. It is not undone when the
-	// hub refuses the batch below, which happens only once the hub is closed.
+	// hub refuses the batch below, which happens only once the hub is closed or the
+	// durable log is unavailable.
 	devs, err := in.hub.reg.observe(msgs, now)
 	if err != nil {
 		reason := "limit"
@@ -55,23 +68,22 @@ func (in *Ingest) Publish(ctx context.Context, msgs ...*Message) error {
 			reason = "conflict"
 		}
 		in.hub.metrics.rejected.WithLabelValues(in.protocol.String(), reason).Inc()
-		return err
+		return 0, 0, err
 	}
 	for i, m := range msgs {
 		m.dev = devs[i]
 	}
 	last, n, err := in.hub.rep.publish(in.hub, msgs, now)
 	if err != nil {
-		return err
+		if errors.Is(err, ErrUnavailable) {
+			in.hub.metrics.rejected.WithLabelValues(in.protocol.String(), "unavailable").Inc()
+		}
+		return 0, 0, err
 	}
 	for _, d := range devs {
 		d.in.Inc()
 	}
-	if j := in.hub.cfg.Journal; j != nil && n > 0 {
-		// The caller acknowledges the device when we return: only once it is on disk.
-		return j.WaitDurable(ctx, last)
-	}
-	return nil
+	return last, n, nil
 }
 
 // State records a device's connection state, and the error that caused it if any.

@@ -427,6 +427,8 @@ func (j *failingJournal) Append(msgs []*Message) error {
 }
 func (j *failingJournal) WaitDurable(context.Context, uint64) error { j.waits++; return nil }
 func (j *failingJournal) First() uint64                             { return math.MaxUint64 }
+func (j *failingJournal) Check(uint64) (bool, error)                { return true, nil }
+func (j *failingJournal) Moved() <-chan struct{}                    { return nil }
 func (j *failingJournal) Last() uint64                              { return j.last }
 func (j *failingJournal) NewReader() JournalReader                  { return nil }
 
@@ -473,7 +475,7 @@ func TestReportingRefusedBatch(t *testing.T) {
 	before := j.waits
 	mustPublish(t, in, pv("t", Int(5)), pv("s", Int(2)))
 	if j.waits != before {
-		t.Errorf("a batch with nothing published waited for the disk")
+		t.Errorf("a batch with nothing published waited for the disk, with nothing before it to wait for")
 	}
 }
 

@@ -223,9 +223,18 @@ func (s *sink) Invalid(device string, cause error) { s.inner.Invalid(device, cau
 // what WebAssembly functions added. When every message was dropped there is
 // nothing to publish, and the adapter may acknowledge the device.
 func (s *sink) Publish(ctx context.Context, msgs ...*bridge.Message) error {
+	r, err := s.Submit(ctx, msgs...)
+	if err != nil {
+		return err
+	}
+	return r.Wait(ctx)
+}
+
+// Submit is Publish without the wait for the durable log (protocols.Sink).
+func (s *sink) Submit(ctx context.Context, msgs ...*bridge.Message) (bridge.Receipt, error) {
 	a := s.p.acquire()
 	if a == nil {
-		return s.inner.Publish(ctx, msgs...)
+		return s.inner.Submit(ctx, msgs...)
 	}
 	if s.protocol != bridge.ProtocolUnspecified {
 		for _, m := range msgs {
@@ -235,20 +244,24 @@ func (s *sink) Publish(ctx context.Context, msgs ...*bridge.Message) error {
 	out := s.p.run(ctx, s, a, msgs, 0)
 	byName := a.byName
 	a.mu.RUnlock()
-	return s.publish(ctx, out, msgs, byName)
+	return s.submit(ctx, out, msgs, byName)
 }
 
-// publish hands out to the inner sink. When the hub refuses a batch that
+// Barrier is the inner sink's (protocols.Sink).
+func (s *sink) Barrier() bridge.Receipt { return s.inner.Barrier() }
+
+// submit hands out to the inner sink. When the hub refuses a batch that
 // functions added to (a derived point over the registry's limit), the device's own
 // messages are published without the additions: a function's mistake must not
 // cost the device its data.
-func (s *sink) publish(ctx context.Context, out, orig []*bridge.Message, byName map[string]*function) error {
+func (s *sink) submit(ctx context.Context, out, orig []*bridge.Message, byName map[string]*function) (bridge.Receipt, error) {
 	if len(out) == 0 {
-		return nil
+		// Dropped by a filter: acknowledged after what the device sent before.
+		return s.inner.Barrier(), nil
 	}
-	err := s.inner.Publish(ctx, out...)
+	r, err := s.inner.Submit(ctx, out...)
 	if err == nil || !(errors.Is(err, bridge.ErrInvalidMessage) || errors.Is(err, bridge.ErrTooManyPoints) || errors.Is(err, bridge.ErrTooManyDevices)) {
-		return err
+		return r, err
 	}
 	isOrig := make(map[*bridge.Message]bool, len(orig))
 	for _, m := range orig {
@@ -265,12 +278,12 @@ func (s *sink) publish(ctx context.Context, out, orig []*bridge.Message, byName 
 		}
 	}
 	if len(kept) == len(out) {
-		return err
+		return bridge.Receipt{}, err
 	}
 	if len(kept) == 0 {
-		return nil
+		return s.inner.Barrier(), nil
 	}
-	return s.inner.Publish(ctx, kept...)
+	return s.inner.Submit(ctx, kept...)
 }
 
 // run passes a batch through the functions from index `from` on.
@@ -529,7 +542,8 @@ func (p *Pipeline) flush(ctx context.Context, now time.Time) {
 	a.mu.RUnlock()
 	for i, k := range order {
 		pctx, cancel := context.WithTimeout(ctx, emitTimeout)
-		err := k.s.publish(pctx, outs[i], nil, byName)
+		// Nobody acknowledges an aggregate: no wait for the disk.
+		_, err := k.s.submit(pctx, outs[i], nil, byName)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			p.lim.log(p.log, slog.LevelWarn, "publishing aggregates failed", "messages", len(outs[i]), "err", err)

@@ -26,6 +26,15 @@ type Sink interface {
 	// they are ordered and visible; only then may the adapter acknowledge them to the
 	// device. An error means none of them were accepted.
 	Publish(ctx context.Context, msgs ...*bridge.Message) error
+	// Submit is Publish without the wait for the durable log: it returns once the
+	// messages are ordered and visible, and the receipt says when they are on disk.
+	// An adapter that acknowledges devices acknowledges once the receipt is ready,
+	// and meanwhile goes on reading (a connection pipelines; QoS 0 never waits).
+	Submit(ctx context.Context, msgs ...*bridge.Message) (bridge.Receipt, error)
+	// Barrier is a receipt that is ready once everything submitted so far is on
+	// disk: what an adapter acknowledges without submitting it (a refusal, a
+	// message that is not a reading) waits for it, to keep a device's acks in order.
+	Barrier() bridge.Receipt
 	// State records a device's connection state and, for an error state, its cause.
 	State(device string, s bridge.DeviceState, cause error)
 	// Declare registers a configured device and its points before any reading.

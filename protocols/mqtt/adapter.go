@@ -201,7 +201,12 @@ func (a *Adapter) Run(ctx context.Context, sink protocols.Sink) error {
 	a.sinkMu.Unlock()
 	srv := a.newServer()
 	a.presence = newPresence(sink)
-	h := &hook{a: a, srv: srv, ctx: ctx, sink: sink}
+	acks := newAcker(srv, a.cfg.MaxInflight, a.metrics.acks)
+	// The relay delivers QoS 1 and 2 publishes to subscribers while their acks wait
+	// for the disk (hook.deliverAndAck); like mochi's own inline client it has no
+	// connection and is never in the client list.
+	relay := srv.NewClient(nil, mochi.LocalListener, "edgegate-relay", true)
+	h := &hook{a: a, srv: srv, ctx: ctx, sink: sink, acks: acks, relay: relay}
 	if err := srv.AddHook(h, nil); err != nil {
 		closeAll()
 		return fmt.Errorf("mqtt: %w", err)
@@ -240,12 +245,22 @@ func (a *Adapter) Run(ctx context.Context, sink protocols.Sink) error {
 		etls.WarnInsecure(a.log, fmt.Sprintf("mqtt.listeners[%d]", i), l.Address, l.Type == "tls")
 	}
 
+	ackCtx, stopAcks := context.WithCancel(context.Background())
+	acksDone := make(chan struct{})
+	go func() {
+		defer close(acksDone)
+		acks.run(ackCtx)
+	}()
+
 	<-ctx.Done()
 	a.srv.Store(nil)
 	// Server.Close closes each listener (see listener.Close: DISCONNECT under a
 	// deadline, then every connection closed and its goroutine waited for), stops
-	// mochi's event loop and the hooks.
+	// mochi's event loop and the hooks. The acker runs until then: acks that become
+	// ready during the goodbye still go out.
 	_ = srv.Close()
+	stopAcks()
+	<-acksDone
 	return nil
 }
 

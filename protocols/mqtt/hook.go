@@ -3,12 +3,14 @@ package mqtt
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/protocols"
 	"github.com/edgegate/edgegate/protocols/payload"
 )
@@ -39,6 +41,10 @@ type hook struct {
 	srv  *mochi.Server
 	ctx  context.Context // Run's: cancelled at shutdown
 	sink protocols.Sink
+	// acks acknowledges QoS 1 and 2 publishes once they are on disk (ack.go); relay
+	// delivers them to MQTT subscribers meanwhile.
+	acks  *acker
+	relay *mochi.Client
 	// sysRetained is how many $SYS topics mochi retains itself, measured once Serve
 	// has published them.
 	sysRetained atomic.Int64
@@ -163,32 +169,52 @@ func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
 	h.a.presence.gone(cl)
 }
 
-// OnPublish hands a reading to the bridge before mochi acknowledges it; see the type's
-// comment for what each return value makes mochi do.
+// OnPublish hands a reading to the bridge; see the type's comment for what each
+// return value makes mochi do, and ack.go for when a QoS 1 or 2 publish is
+// acknowledged: once what it carries is on disk, in the order the connection sent
+// it, while mochi reads the connection's next packet.
+//
+// So every QoS 1 or 2 publish, reading or not, is acknowledged here rather than by
+// mochi: an ack that mochi wrote at once could overtake the acks still waiting for
+// the disk. Such a publish is delivered to MQTT subscribers (and retained) through
+// the relay, an inline client, and OnPublish returns ErrRejectPacket so that mochi
+// does nothing more with it. QoS 0 is mochi's as before and never waits for a disk.
 func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
-		return pk, nil // our own writes
+		return pk, nil // our own writes, and the relay's deliveries
 	}
 	if pk.FixedHeader.Retain && len(pk.Payload) > 0 {
 		h.limitRetained(&pk)
 	}
-	m := h.a.cur().topics.match(pk.TopicName)
-	if m.kind == topicNone || m.kind == topicWrite {
-		return pk, nil
+	qos := pk.FixedHeader.Qos
+	var st *ackState
+	if qos > 0 {
+		var err error
+		if st, err = h.acks.reserve(h.ctx, cl); err != nil {
+			return h.unavailable(cl, pk, err)
+		}
 	}
-	if pk.FixedHeader.Retain && len(pk.Payload) == 0 {
-		return pk, nil // clears a retained message; not a reading
+	m := h.a.cur().topics.match(pk.TopicName)
+	if m.kind == topicNone || m.kind == topicWrite || (pk.FixedHeader.Retain && len(pk.Payload) == 0) {
+		// Not a reading (clearing a retained message is not one either).
+		if qos == 0 {
+			return pk, nil
+		}
+		return h.deliverAndAck(cl, st, pk, h.sink.Barrier(), ackFor(pk))
 	}
 	var cache *labelCache
 	if c, ok := cl.Net.Conn.(*conn); ok {
 		cache = &c.labels
 	}
-	res, err := h.a.ingest(h.ctx, h.sink, m, pk, cache)
+	res, receipt, err := h.a.ingest(h.ctx, h.sink, m, pk, cache)
 	h.a.metrics.publishes.WithLabelValues(res).Inc()
 	switch res {
 	case resultAccepted:
 		h.a.presence.seen(cl, m.device)
-		return pk, nil
+		if qos == 0 {
+			return pk, nil
+		}
+		return h.deliverAndAck(cl, st, pk, receipt, ackFor(pk))
 	case resultInvalid:
 		h.a.metrics.badPayloads.Inc()
 		if payload.ValidName(m.device) == nil {
@@ -197,20 +223,56 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		}
 		limitedLog(h.a.log, h.a.lim, slog.LevelWarn, "mqtt: bad payload", "device", m.device, "topic", pk.TopicName,
 			"client", cl.ID, "error", err)
-		return h.refuse(cl, pk, packets.ErrPayloadFormatInvalid, err)
+		return h.refuse(cl, st, pk, packets.ErrPayloadFormatInvalid, err)
 	case resultRefused:
 		limitedLog(h.a.log, h.a.lim, slog.LevelWarn, "mqtt: publish refused by the bridge", "device", m.device,
 			"topic", pk.TopicName, "client", cl.ID, "error", err)
-		return h.refuse(cl, pk, refusalCode(err), err)
+		return h.refuse(cl, st, pk, refusalCode(err), err)
 	default: // resultUnavailable
-		// The bridge could not take it now (shutting down). No ack: close the
-		// connection so that the client sends it again, to us or whoever is next.
-		if cl.Properties.ProtocolVersion == 5 {
-			_ = h.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		if st != nil {
+			h.acks.release(cl, st)
 		}
-		cl.Stop(err)
-		return pk, packets.ErrRejectPacket
+		return h.unavailable(cl, pk, err)
 	}
+}
+
+// unavailable answers a publish the bridge could not take now: the durable log
+// cannot write (a full disk), or the gateway is shutting down. No ack: the
+// connection is closed so that the client sends it again, to us once we can take
+// it, or to whoever is next. v5 clients are told why: 0x97 (quota exceeded) for the
+// disk, 0x8B (server shutting down) otherwise; both are retried.
+func (h *hook) unavailable(cl *mochi.Client, pk packets.Packet, cause error) (packets.Packet, error) {
+	if cl.Properties.ProtocolVersion == 5 {
+		code := packets.ErrServerShuttingDown
+		if errors.Is(cause, bridge.ErrUnavailable) {
+			code = packets.ErrQuotaExceeded
+		}
+		_ = h.srv.DisconnectClient(cl, code)
+	}
+	if errors.Is(cause, bridge.ErrUnavailable) {
+		limitedLog(h.a.log, h.a.lim, slog.LevelWarn, "mqtt: publish not acknowledged: the durable log cannot write; closing the connection so that the client sends it again",
+			"topic", pk.TopicName, "client", cl.ID, "error", cause)
+	}
+	cl.Stop(cause)
+	return pk, packets.ErrRejectPacket
+}
+
+// deliverAndAck delivers a QoS 1 or 2 publish to MQTT subscribers now, and queues
+// its acknowledgement until r is ready.
+func (h *hook) deliverAndAck(cl *mochi.Client, st *ackState, pk packets.Packet, r bridge.Receipt, ack packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Qos == 2 {
+		expectRelease(h.srv, cl, ack)
+	}
+	// The relay is an inline client: mochi skips the ACL (checked already) and the
+	// inflight bookkeeping (ours), retains, and delivers at the publish's QoS. The
+	// topic alias was resolved into TopicName already.
+	out := pk.Copy(true) // with its packet id: mochi refuses a QoS 1 or 2 publish without one
+	out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false
+	if err := h.srv.InjectPacket(h.relay, out); err != nil {
+		limitedLog(h.a.log, h.a.lim, slog.LevelWarn, "mqtt: delivering to subscribers failed", "topic", pk.TopicName, "client", cl.ID, "error", err)
+	}
+	h.acks.add(cl, st, r, ack)
+	return pk, packets.ErrRejectPacket
 }
 
 // refuse answers a publish the bridge will never accept. MQTT v5 QoS 1 and 2 get a
@@ -219,25 +281,24 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 // the client send the same payload again forever and block what follows it; so the
 // message is acknowledged and dropped (not delivered to subscribers, not retained), and
 // the refusal is visible in the metrics and the log (and for a bad payload in the
-// device's last_error). QoS 0 is dropped.
-func (h *hook) refuse(cl *mochi.Client, pk packets.Packet, code packets.Code, cause error) (packets.Packet, error) {
-	if cl.Properties.ProtocolVersion != 5 || pk.FixedHeader.Qos == 0 {
+// device's last_error). QoS 0 is dropped. Either ack waits for what the connection
+// sent before it.
+func (h *hook) refuse(cl *mochi.Client, st *ackState, pk packets.Packet, code packets.Code, cause error) (packets.Packet, error) {
+	if pk.FixedHeader.Qos == 0 {
 		return pk, packets.CodeSuccessIgnore
 	}
-	ack := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Puback},
-		PacketID:    pk.PacketID,
-		ReasonCode:  code.Code,
-		Properties:  packets.Properties{ReasonString: clip(code.Reason+": "+cause.Error(), 128)},
+	ack := ackFor(pk)
+	if cl.Properties.ProtocolVersion == 5 {
+		ack.ReasonCode = code.Code
+		ack.Properties = packets.Properties{ReasonString: clip(code.Reason+": "+cause.Error(), 128)}
+		if max := cl.Properties.Props.MaximumPacketSize; max > 0 && max < 256 {
+			ack.Properties = packets.Properties{} // may not fit: bare
+		}
+	} else if pk.FixedHeader.Qos == 2 {
+		// Acknowledged and dropped: its PUBREL must find it.
+		expectRelease(h.srv, cl, ack)
 	}
-	if pk.FixedHeader.Qos == 2 {
-		ack.FixedHeader.Type = packets.Pubrec
-	}
-	if err := cl.WritePacket(ack); err != nil {
-		// Too large for the client's maximum packet size, most likely: try bare.
-		ack.Properties = packets.Properties{}
-		_ = cl.WritePacket(ack)
-	}
+	h.acks.add(cl, st, h.sink.Barrier(), ack)
 	return pk, packets.ErrRejectPacket
 }
 
@@ -261,7 +322,7 @@ func (h *hook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
 	if (m.kind != topicPoint && m.kind != topicObject) || len(pk.Payload) == 0 {
 		return
 	}
-	res, err := h.a.ingest(h.ctx, h.sink, m, pk, nil)
+	res, _, err := h.a.ingest(h.ctx, h.sink, m, pk, nil)
 	h.a.metrics.publishes.WithLabelValues(res).Inc()
 	switch res {
 	case resultAccepted:

@@ -20,31 +20,33 @@ const labelTopic = "topic"
 // ingest decodes a publish on a device topic and hands its readings to the bridge as
 // one batch, so that a device sees all of an object of points accepted or none. It
 // returns the result class (resultAccepted, resultInvalid, resultRefused or
-// resultUnavailable) and the cause.
+// resultUnavailable), the receipt that says when an accepted batch is on disk, and
+// the cause of anything else. It never waits for the disk.
 //
 // cache, when not nil, is the publishing connection's: its messages on one topic
 // share a labels map.
-func (a *Adapter) ingest(ctx context.Context, sink protocols.Sink, m topicMatch, pk packets.Packet, cache *labelCache) (string, error) {
+func (a *Adapter) ingest(ctx context.Context, sink protocols.Sink, m topicMatch, pk packets.Packet, cache *labelCache) (string, bridge.Receipt, error) {
+	var none bridge.Receipt
 	lv := a.cur()
 	if err := payload.ValidName(m.device); err != nil {
-		return resultInvalid, fmt.Errorf("%w: device name in the topic: %w", payload.ErrInvalidPayload, err)
+		return resultInvalid, none, fmt.Errorf("%w: device name in the topic: %w", payload.ErrInvalidPayload, err)
 	}
 	var readings []payload.Reading
 	switch m.kind {
 	case topicPoint:
 		if err := payload.ValidName(m.point); err != nil {
-			return resultInvalid, fmt.Errorf("%w: point name in the topic: %w", payload.ErrInvalidPayload, err)
+			return resultInvalid, none, fmt.Errorf("%w: point name in the topic: %w", payload.ErrInvalidPayload, err)
 		}
 		r, err := lv.decoder.Decode(pk.Payload)
 		if err != nil {
-			return resultInvalid, fmt.Errorf("point %q: %w", m.point, err)
+			return resultInvalid, none, fmt.Errorf("point %q: %w", m.point, err)
 		}
 		r.Point = m.point
 		readings = []payload.Reading{r}
 	case topicObject:
 		rs, err := lv.decoder.DecodeObject(pk.Payload)
 		if err != nil {
-			return resultInvalid, err
+			return resultInvalid, none, err
 		}
 		readings = rs
 	}
@@ -77,18 +79,18 @@ func (a *Adapter) ingest(ctx context.Context, sink protocols.Sink, m topicMatch,
 			Priority:   pt.priority,
 		}
 	}
-	err := sink.Publish(ctx, msgs...)
+	r, err := sink.Submit(ctx, msgs...)
 	switch {
 	case err == nil:
-		return resultAccepted, nil
+		return resultAccepted, r, nil
 	case errors.Is(err, bridge.ErrInvalidMessage):
-		return resultInvalid, err
-	case errors.Is(err, bridge.ErrClosed), ctx.Err() != nil:
-		return resultUnavailable, err
+		return resultInvalid, none, err
+	case errors.Is(err, bridge.ErrClosed), errors.Is(err, bridge.ErrUnavailable), ctx.Err() != nil:
+		return resultUnavailable, none, err
 	default:
 		// Registry limits, or a device id that another protocol owns: retrying the
 		// same message will not help.
-		return resultRefused, err
+		return resultRefused, none, err
 	}
 }
 

@@ -35,7 +35,7 @@ func BenchmarkIngest(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if res, err := a.ingest(context.Background(), nopSink{}, m, pk, c.cache); res != resultAccepted {
+				if res, _, err := a.ingest(context.Background(), nopSink{}, m, pk, c.cache); res != resultAccepted {
 					b.Fatal(res, err)
 				}
 			}

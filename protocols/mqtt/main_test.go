@@ -67,6 +67,12 @@ func start(t *testing.T, cfg *Config) *env {
 // are the test's).
 func startEnv(t *testing.T, cfg *Config, pe protocols.Env) *env {
 	t.Helper()
+	return startHub(t, cfg, pe, bridge.HubConfig{})
+}
+
+// startHub is startEnv with a hub of the given configuration (a journal, say).
+func startHub(t *testing.T, cfg *Config, pe protocols.Env, hc bridge.HubConfig) *env {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	pe.Logger, pe.Metrics = testLogger(t), reg
 	ad, err := cfg.New(pe)
@@ -74,7 +80,7 @@ func startEnv(t *testing.T, cfg *Config, pe protocols.Env) *env {
 		t.Fatalf("New: %v", err)
 	}
 	a := ad.(*Adapter)
-	hub := bridge.NewHub(bridge.HubConfig{}, nil)
+	hub := bridge.NewHub(hc, nil)
 	hub.SetWriter(bridge.ProtocolMQTT, a)
 	sub, err := hub.Subscribe(bridge.SubscribeOptions{})
 	if err != nil {

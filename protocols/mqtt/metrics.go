@@ -36,6 +36,7 @@ type metrics struct {
 	panics       prometheus.Counter
 	aclDenied    *prometheus.CounterVec
 	logsDropped  prometheus.Counter
+	acks         *ackMetrics
 	collectables []prometheus.Collector
 }
 
@@ -67,6 +68,7 @@ func newMetrics(srv *atomic.Pointer[mochi.Server]) *metrics {
 		logsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edgegate_mqtt_log_lines_suppressed_total", Help: "Log lines dropped by the rate limit.",
 		}),
+		acks: newAckMetrics(),
 	}
 	info := func(f func(s *mochi.Server) int64) func() float64 {
 		return func() float64 {
@@ -78,6 +80,7 @@ func newMetrics(srv *atomic.Pointer[mochi.Server]) *metrics {
 	}
 	m.collectables = []prometheus.Collector{
 		m.open, m.accepted, m.refused, m.publishes, m.badPayloads, m.panics, m.aclDenied, m.logsDropped,
+		m.acks.pending, m.acks.written, m.acks.windowFull, m.acks.unavailable,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "edgegate_mqtt_received_bytes_total", Help: "Bytes received by the MQTT broker since it started.",
 		}, info(func(s *mochi.Server) int64 { return atomic.LoadInt64(&s.Info.BytesReceived) })),
