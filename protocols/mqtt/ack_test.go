@@ -46,7 +46,7 @@ func (j *gateJournal) Check(seq uint64) (bool, error) {
 	if j.durable >= seq {
 		return true, nil
 	}
-	return j.err != nil, j.err
+	return false, j.err
 }
 
 func (j *gateJournal) Moved() <-chan struct{} {
@@ -58,7 +58,7 @@ func (j *gateJournal) Moved() <-chan struct{} {
 func (j *gateJournal) WaitDurable(ctx context.Context, seq uint64) error {
 	for {
 		moved := j.Moved()
-		if done, err := j.Check(seq); done {
+		if done, err := j.Check(seq); done || err != nil {
 			return err
 		}
 		select {
