@@ -292,7 +292,9 @@ func TestAcknowledgedAfterPublish(t *testing.T) {
 
 // TestObserveWrite registers observers over UDP and TCP and delivers writes to them.
 func TestObserveWrite(t *testing.T) {
-	e := start(t, testConfig())
+	cfg := testConfig()
+	cfg.Devices = []DeviceConfig{{ID: "valve", Protocol: Name}}
+	e := start(t, cfg)
 	ctx := ctxT(t)
 	if err := e.a.Write(ctx, "valve", "setpoint", bridge.Double(1)); !errors.Is(err, ErrNoObserver) {
 		t.Fatalf("write without observer: %v, want ErrNoObserver", err)

@@ -197,10 +197,18 @@ func (a *Adapter) get(s *session, w responseWriter, r *pool.Message, m resourceM
 		observing = obs <= 1
 		switch obs {
 		case 0:
+			if !a.exists(s, m.device, m.point) {
+				// Only what exists is observed: an observation costs memory and a
+				// share of the bounds, and one of a name nobody uses would only
+				// hold them.
+				a.metrics.obsRefused.WithLabelValues(obsNotFound).Inc()
+				return reply(w, codes.NotFound, "no such device: neither configured nor seen")
+			}
 			o = &observation{s: s, token: append(message.Token(nil), r.Token()...), device: m.device, point: m.point, accept: accept}
 			if err := a.obs.add(o); err != nil {
 				// RFC 7641 section 4.1: answer without Observe, the client knows it
 				// is not registered.
+				a.metrics.obsRefused.WithLabelValues(err.Error()).Inc()
 				limitedLog(a.log, a.lim, slog.LevelDebug, "coap: observation refused", "device", m.device, "err", err)
 				o = nil
 			}
@@ -244,6 +252,24 @@ func (a *Adapter) get(s *session, w responseWriter, r *pool.Message, m resourceM
 		a.metrics.notifications.WithLabelValues(notifySent).Inc()
 	}
 	return codes.Content
+}
+
+// exists says whether a device may be observed: it is configured (a `devices:`
+// entry of this protocol), or the gateway has a value from it (the adapter's
+// cache, or the hub's last-value cache for the point). A point need not exist
+// itself: an observer may wait for writes to a setpoint its device never reports.
+func (a *Adapter) exists(s *session, device, point string) bool {
+	if _, ok := a.devices[device]; ok {
+		return true
+	}
+	if a.latest.has(device) {
+		return true
+	}
+	if point != "" {
+		_, ok := a.lookup(s, device, point)
+		return ok
+	}
+	return false
 }
 
 // lookup finds a point's latest value: in the adapter's cache, else in the hub's

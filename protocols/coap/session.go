@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +35,8 @@ type session struct {
 	spec      *listenerSpec
 	transport string // udp, dtls, tcp, tls
 	nc        net.Conn
-	identity  string // PSK identity or certificate common name; "" for none
+	identity  string     // PSK identity or certificate common name; "" for none
+	peer      netip.Addr // the remote address without its port: per-peer bounds
 
 	// Set once the go-coap connection exists (before it serves).
 	udp  *udpClient.Conn // udp, dtls
@@ -91,7 +93,7 @@ func (st *runState) unregister(s *session) {
 func (a *Adapter) startSession(st *runState, b *boundListener, nc net.Conn) {
 	spec := b.spec
 	typ := spec.cfg.Type
-	s := &session{a: a, st: st, spec: spec, transport: typ, nc: nc, pendingMID: map[int32]*observation{}}
+	s := &session{a: a, st: st, spec: spec, transport: typ, nc: nc, peer: remoteIP(nc.RemoteAddr()), pendingMID: map[int32]*observation{}}
 	s.lastActive.Store(time.Now().UnixNano())
 	st.wg.Add(1)
 	go func() {
@@ -258,9 +260,12 @@ func (a *Adapter) monitor(s *session, m *pool.Message) (drop bool) {
 	return false
 }
 
-// idleMonitor ends a session that sent nothing for idle_timeout, unless it observes
-// something: an observer may be silent for as long as nothing changes (its
-// confirmable notifications tell whether it is still there).
+// idleMonitor ends a session that sent nothing for idle_timeout, observations and
+// all. Holding an observation is not activity: a peer that registered (or a
+// spoofed address that did) and then fell silent would otherwise keep its session
+// slot for ever. An observer stays by sending something within idle_timeout: RFC
+// 7641 section 3.3.1's re-registration (the same GET with Observe 0 again), or the
+// acknowledgements of its notifications.
 type idleMonitor[C interface{ Close() error }] struct {
 	s *session
 }
@@ -268,12 +273,24 @@ type idleMonitor[C interface{ Close() error }] struct {
 func (m *idleMonitor[C]) Notify() { m.s.lastActive.Store(time.Now().UnixNano()) }
 
 func (m *idleMonitor[C]) CheckInactivity(now time.Time, cc C) {
-	if m.s.a.obs.count(m.s) > 0 {
-		return
-	}
 	if now.UnixNano()-m.s.lastActive.Load() > int64(m.s.a.cfg.IdleTimeout) {
 		_ = cc.Close()
 	}
+}
+
+// remoteIP is a peer's address without its port (the zero Addr for another kind of
+// address), IPv4-mapped addresses unmapped so that both forms count as one peer.
+func remoteIP(addr net.Addr) netip.Addr {
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(addr.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 // sessionEnded forgets what the session held: its observations and the devices
