@@ -85,9 +85,12 @@ type Adapter struct {
 	// perSource bounds the handshakes one source address may have in progress
 	// (max_handshakes_per_source), so that one host cannot take all of them.
 	perSource *sourceCounts
-	budget    *byteBudget
-	latest    *latestCache
-	obs       *observations
+	// pending bounds the readings whose answer waits for the durable log
+	// (max_pending_responses), each a goroutine (session.process).
+	pending *slots
+	budget  *byteBudget
+	latest  *latestCache
+	obs     *observations
 	// bigResponses bounds the responses go-coap holds for block-wise transfer.
 	bigResponses *expiringBudget
 
@@ -148,6 +151,7 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 		slots:      newSlots(cfg.MaxConnections),
 		handshakes: newSlots(max(16, cfg.MaxConnections/8)),
 		perSource:  newSourceCounts(cfg.MaxHandshakesPerSource),
+		pending:    newSlots(cfg.MaxPendingResponses),
 		budget:     &byteBudget{max: int64(max(datagramBudgetMin, 64*cfg.MaxMessageSize))},
 		latest:     newLatestCache(cfg.MaxCachedValues),
 		ready:      make(chan struct{}),

@@ -28,6 +28,13 @@ const (
 	obsPerPeer       = "per_peer"
 )
 
+// Reasons a reading is answered 5.03, the reason label of
+// readings_unacknowledged_total.
+const (
+	ackPendingFull = "pending_full"
+	ackUnavailable = "durable_log_unavailable"
+)
+
 type metrics struct {
 	requests       *prometheus.CounterVec
 	badPayloads    prometheus.Counter
