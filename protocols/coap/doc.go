@@ -5,8 +5,12 @@
 //     over UDP, TCP, DTLS (pre-shared keys and certificates) or TLS. The payload is
 //     read by its Content-Format: text (a number, true/false, text, or JSON, as MQTT
 //     payloads), application/json, application/cbor, application/octet-stream. The
-//     answer is 2.04 Changed once the bridge has the reading (so a confirmable request
-//     is acknowledged only then), 4.00 for a payload that does not decode, 4.15 for a
+//     answer to a confirmable request (and to every request over TCP and TLS) is 2.04
+//     Changed once the reading is on disk (with gateway.data_dir; else once the bridge
+//     has it), piggybacked on the acknowledgement; meanwhile the peer's other requests
+//     are served. A non-confirmable reading is answered as soon as the bridge has it.
+//     5.03 with a Max-Age when the durable log cannot write (the device sends again)
+//     or max_pending_responses readings wait already; 4.00 for a payload that does not decode, 4.15 for a
 //     format the adapter does not read, 4.13 beyond max_payload_size, 4.01 or 4.03
 //     where the listener's identities may not write that device. Payloads larger than
 //     a block travel block-wise (RFC 7959).
