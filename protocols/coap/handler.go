@@ -43,6 +43,10 @@ func (a *Adapter) serve(s *session, w responseWriter, r *pool.Message) {
 		release = func() {}
 	}
 	defer release()
+	// The answer is set when this returns, and go-coap caches it before it lets
+	// a retransmission of the same message ID in (it holds a lock per message ID
+	// until then): from here on a retransmission is answered from the cache.
+	defer s.answered(r.MessageID())
 	if !isRequest(r.Code()) {
 		return
 	}

@@ -288,9 +288,7 @@ func (s *session) process(req *pool.Message, run, drop func()) {
 	}
 	forget := func() {
 		if datagram {
-			s.mu.Lock()
-			delete(s.waitingMID, mid)
-			s.mu.Unlock()
+			s.answered(mid)
 		}
 	}
 	if !s.st.handlers.enter() {
@@ -307,8 +305,8 @@ func (s *session) process(req *pool.Message, run, drop func()) {
 	go func() {
 		defer s.st.handlers.leave()
 		defer close(done)
-		// After run: the answer is in go-coap's response cache by then, for
-		// the retransmissions that come later.
+		// serve forgets the message ID once its answer is set; this is for a
+		// message that never reached it (a block of a block-wise transfer).
 		defer forget()
 		run()
 	}()
@@ -316,6 +314,13 @@ func (s *session) process(req *pool.Message, run, drop func()) {
 	case <-released:
 	case <-done:
 	}
+}
+
+// answered forgets a confirmable reading whose answer no longer waits.
+func (s *session) answered(mid int32) {
+	s.mu.Lock()
+	delete(s.waitingMID, mid)
+	s.mu.Unlock()
 }
 
 // monitor sees every message a peer sends, before go-coap processes it. It drops
