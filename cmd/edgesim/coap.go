@@ -43,8 +43,10 @@ import (
 // Push (the default): --devices devices, each with its own CoAP session (its own UDP
 // port, DTLS session or TCP connection), POST readings to /devices/{device}/{point}
 // (or objects to /devices/{device}) at --rate or, with --load, as fast as their
-// --inflight window allows; each observes /devices/{device} for the gateway's writes,
-// applies them and reports the new value at once.
+// --inflight window allows; each, once its first reading is sent (the gateway
+// observes only a device it knows), observes /devices/{device} for the gateway's
+// writes, applies them and reports the new value at once. Its readings keep the
+// session (and the observation) within the gateway's idle_timeout.
 //
 // Serve (--serve): one device that serves its points as resources, /points/{name},
 // observable (every --rate a step of every point is notified, with a Max-Age of a
@@ -499,31 +501,6 @@ func closeCoAPDevices(sims []*coapDevice) {
 // with --load from --inflight senders as fast as the answers come.
 func (s *coapDevice) run(ctx context.Context) {
 	o := s.o
-	if o.observe {
-		obs, err := s.conn.Observe(ctx, "/devices/"+s.dev.id, func(m *pool.Message) {
-			if _, err := m.Observe(); err != nil || m.Code() != codes.Content {
-				return
-			}
-			b, err := m.ReadBody()
-			if err != nil || len(b) == 0 {
-				return // the registration's answer may carry no value
-			}
-			select {
-			case s.writes <- b:
-			default:
-				s.c.badWrites.Add(1)
-			}
-		}, message.Option{ID: message.Accept, Value: []byte{byte(message.AppJSON)}})
-		if err != nil {
-			s.log.Warn("observe for writes failed; the device takes none", "err", err)
-		} else {
-			defer func() {
-				cctx, cancel := context.WithTimeout(context.Background(), disconnectQuiesce*time.Millisecond)
-				_ = obs.Cancel(cctx)
-				cancel()
-			}()
-		}
-	}
 	// The device model is one goroutine's; senders get readings through a channel.
 	readings := make(chan reading)
 	var wg sync.WaitGroup
@@ -565,6 +542,14 @@ func (s *coapDevice) run(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
+	if o.observe {
+		// The gateway observes only a device it knows (configured, or one that
+		// has sent a reading): the first reading goes before the registration.
+		s.send(ctx, s.dev.nextReading(o.form, time.Now()))
+		if cancel := s.observe(ctx); cancel != nil {
+			defer cancel()
+		}
+	}
 	for {
 		if o.load {
 			select {
@@ -589,6 +574,34 @@ func (s *coapDevice) run(ctx context.Context) {
 				return
 			}
 		}
+	}
+}
+
+// observe registers for the device's writes (notifications of /devices/{device})
+// and returns what deregisters, or nil when the registration failed.
+func (s *coapDevice) observe(ctx context.Context) func() {
+	obs, err := s.conn.Observe(ctx, "/devices/"+s.dev.id, func(m *pool.Message) {
+		if _, err := m.Observe(); err != nil || m.Code() != codes.Content {
+			return
+		}
+		b, err := m.ReadBody()
+		if err != nil || len(b) == 0 {
+			return // the registration's answer may carry no value
+		}
+		select {
+		case s.writes <- b:
+		default:
+			s.c.badWrites.Add(1)
+		}
+	}, message.Option{ID: message.Accept, Value: []byte{byte(message.AppJSON)}})
+	if err != nil {
+		s.log.Warn("observe for writes failed; the device takes none", "err", err)
+		return nil
+	}
+	return func() {
+		cctx, cancel := context.WithTimeout(context.Background(), disconnectQuiesce*time.Millisecond)
+		_ = obs.Cancel(cctx)
+		cancel()
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	piondtls "github.com/pion/dtls/v3"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"golang.org/x/time/rate"
 	grpccodes "google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -54,6 +55,9 @@ const (
 	// the caller's context allows: a confirmable message is retransmitted for at
 	// most MAX_TRANSMIT_SPAN (45 s).
 	notifyTimeout = 50 * time.Second
+	// busyRate bounds the 5.03 answers per second (and their burst) to new UDP
+	// peers beyond max_connections, per listener.
+	busyRate = 100
 	// shutdownGrace bounds a graceful stop of what needs I/O (client devices'
 	// deregistrations).
 	shutdownGrace = 2 * time.Second
@@ -78,9 +82,15 @@ type Adapter struct {
 	// never finish (spoofed addresses answered with a cookie they never see) can
 	// hold only a share of the session slots.
 	handshakes *slots
-	budget     *byteBudget
-	latest     *latestCache
-	obs        *observations
+	// perSource bounds the handshakes one source address may have in progress
+	// (max_handshakes_per_source), so that one host cannot take all of them.
+	perSource *sourceCounts
+	// pending bounds the readings whose answer waits for the durable log
+	// (max_pending_responses), each a goroutine (session.process).
+	pending *slots
+	budget  *byteBudget
+	latest  *latestCache
+	obs     *observations
 	// bigResponses bounds the responses go-coap holds for block-wise transfer.
 	bigResponses *expiringBudget
 
@@ -140,6 +150,8 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 		pool:       pool.New(1024, 2048),
 		slots:      newSlots(cfg.MaxConnections),
 		handshakes: newSlots(max(16, cfg.MaxConnections/8)),
+		perSource:  newSourceCounts(cfg.MaxHandshakesPerSource),
+		pending:    newSlots(cfg.MaxPendingResponses),
 		budget:     &byteBudget{max: int64(max(datagramBudgetMin, 64*cfg.MaxMessageSize))},
 		latest:     newLatestCache(cfg.MaxCachedValues),
 		ready:      make(chan struct{}),
@@ -147,7 +159,7 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 		bigResponses: &expiringBudget{max: 4 << 20},
 	}
 	a.lim = newLimiter(logRate, logBurst, a.metrics.logsDropped)
-	a.obs = newObservations(cfg.MaxObservations, cfg.MaxObservationsPerConnection, a.metrics.observations)
+	a.obs = newObservations(cfg.MaxObservations, cfg.MaxObservationsPerConnection, cfg.MaxObservationsPerPeer, a.metrics.observations)
 	var err error
 	if a.resources, err = newResourceMap(cfg.Resources); err != nil {
 		return nil, err
@@ -424,12 +436,22 @@ func (a *Adapter) listen() ([]*boundListener, error) {
 				accept = isDTLSHandshake
 			}
 			dropped := a.metrics.dropped
-			var handshakes *slots
-			if l.Type == "dtls" {
-				handshakes = a.handshakes
+			dc := datagramConfig{
+				accept:  accept,
+				slots:   a.slots,
+				budget:  a.budget,
+				maxSize: a.cfg.MaxMessageSize + dtlsOverhead(l.Type),
+				backlog: a.cfg.MaxConnections,
+				dropped: func(reason string) { dropped.WithLabelValues(reason).Inc() },
 			}
-			b.datagram = newDatagramListener(pc, accept, a.slots, handshakes, a.budget, a.cfg.MaxMessageSize+dtlsOverhead(l.Type),
-				a.cfg.MaxConnections, func(reason string) { dropped.WithLabelValues(reason).Inc() })
+			if l.Type == "dtls" {
+				dc.handshakes, dc.perSource = a.handshakes, a.perSource
+			} else {
+				busy := a.metrics.refused.WithLabelValues(l.Type, refusedMaxConnections)
+				dc.busy = rate.NewLimiter(busyRate, busyRate)
+				dc.answeredBusy = busy.Inc
+			}
+			b.datagram = newDatagramListener(pc, dc)
 			if l.Type == "dtls" {
 				dl, err := piondtls.NewListenerWithOptions(packetListener{b.datagram}, a.dtlsServerOptions(spec)...)
 				if err != nil {

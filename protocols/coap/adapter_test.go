@@ -217,7 +217,7 @@ func TestBlockwise(t *testing.T) {
 	e.none()
 }
 
-// blockingSink holds every Publish until released, to show that a confirmable
+// blockingSink holds every Submit until released, to show that a confirmable
 // request is acknowledged only after the bridge accepted its reading.
 type blockingSink struct {
 	protocols.Sink
@@ -225,17 +225,17 @@ type blockingSink struct {
 	release chan error
 }
 
-func (b *blockingSink) Publish(ctx context.Context, msgs ...*bridge.Message) error {
+func (b *blockingSink) Submit(ctx context.Context, msgs ...*bridge.Message) (bridge.Receipt, error) {
 	b.entered <- struct{}{}
 	select {
 	case err := <-b.release:
 		if err != nil {
-			return err
+			return bridge.Receipt{}, err
 		}
 	case <-ctx.Done():
-		return ctx.Err()
+		return bridge.Receipt{}, ctx.Err()
 	}
-	return b.Sink.Publish(ctx, msgs...)
+	return b.Sink.Submit(ctx, msgs...)
 }
 
 func TestAcknowledgedAfterPublish(t *testing.T) {
@@ -292,7 +292,9 @@ func TestAcknowledgedAfterPublish(t *testing.T) {
 
 // TestObserveWrite registers observers over UDP and TCP and delivers writes to them.
 func TestObserveWrite(t *testing.T) {
-	e := start(t, testConfig())
+	cfg := testConfig()
+	cfg.Devices = []DeviceConfig{{ID: "valve", Protocol: Name}}
+	e := start(t, cfg)
 	ctx := ctxT(t)
 	if err := e.a.Write(ctx, "valve", "setpoint", bridge.Double(1)); !errors.Is(err, ErrNoObserver) {
 		t.Fatalf("write without observer: %v, want ErrNoObserver", err)

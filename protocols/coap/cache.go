@@ -70,6 +70,13 @@ func (c *latestCache) get(device, point string) (reading, bool) {
 	return r, ok
 }
 
+// has says whether the cache holds a value of the device.
+func (c *latestCache) has(device string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.devices[device]) > 0
+}
+
 // device returns a device's points, sorted by name, at most max of them.
 func (c *latestCache) device(device string, max int) []reading {
 	c.mu.RLock()

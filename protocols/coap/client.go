@@ -430,7 +430,10 @@ func (cd *clientDevice) publish(st *runState, p *clientPoint, rd payload.Reading
 		Device: cd.id, Point: p.name, Value: rd.Value, Quality: rd.Quality,
 		SourceTime: rd.SourceTime, Unit: unit, Labels: labels, Priority: p.priority,
 	}
-	if err := st.sink.Publish(st.ctx, msg); err != nil {
+	// Submit without waiting for the durable log: nothing here is acknowledged to
+	// the device (it is the gateway that observes or polls it), so a wait for the
+	// disk would only delay the next reading; the hub keeps the order.
+	if _, err := st.sink.Submit(st.ctx, msg); err != nil {
 		if st.ctx.Err() == nil {
 			limitedLog(cd.a.log, cd.a.lim, slog.LevelWarn, "coap: the bridge refused a reading", "device", cd.id, "point", p.name, "err", err)
 		}

@@ -47,6 +47,16 @@ const (
 	// DefaultMaxObservations bounds observations adapter-wide, and per session.
 	DefaultMaxObservations              = 4096
 	DefaultMaxObservationsPerConnection = 16
+	// DefaultMaxObservationsPerPeer bounds the observations of one source address
+	// (every port of it): a host cannot take more than a quarter of them, however
+	// many sessions it opens. Raise it for many observers behind one NAT.
+	DefaultMaxObservationsPerPeer = 1024
+	// DefaultMaxHandshakesPerSource bounds the DTLS handshakes in progress from one
+	// source address, so that one host cannot hold every handshake slot.
+	DefaultMaxHandshakesPerSource = 8
+	// DefaultMaxPendingResponses bounds the confirmable readings whose answer waits
+	// for the durable log, adapter-wide; beyond it a new one is answered 5.03.
+	DefaultMaxPendingResponses = 4096
 	// DefaultMaxCachedValues bounds the adapter's own latest-value cache for GET.
 	DefaultMaxCachedValues = 65536
 	// DefaultIdleTimeout ends a session without traffic (and without observations):
@@ -76,6 +86,9 @@ type Config struct {
 	MaxOptions                   int           `yaml:"max_options"`
 	MaxObservations              int           `yaml:"max_observations"`
 	MaxObservationsPerConnection int           `yaml:"max_observations_per_connection"`
+	MaxObservationsPerPeer       int           `yaml:"max_observations_per_peer"`
+	MaxHandshakesPerSource       int           `yaml:"max_handshakes_per_source"`
+	MaxPendingResponses          int           `yaml:"max_pending_responses"`
 	MaxCachedValues              int           `yaml:"max_cached_values"`
 	IdleTimeout                  time.Duration `yaml:"idle_timeout"`
 	HandshakeTimeout             time.Duration `yaml:"handshake_timeout"`
@@ -178,6 +191,9 @@ func NewConfig() *Config {
 		MaxOptions:                   DefaultMaxOptions,
 		MaxObservations:              DefaultMaxObservations,
 		MaxObservationsPerConnection: DefaultMaxObservationsPerConnection,
+		MaxObservationsPerPeer:       DefaultMaxObservationsPerPeer,
+		MaxHandshakesPerSource:       DefaultMaxHandshakesPerSource,
+		MaxPendingResponses:          DefaultMaxPendingResponses,
 		MaxCachedValues:              DefaultMaxCachedValues,
 		IdleTimeout:                  DefaultIdleTimeout,
 		HandshakeTimeout:             DefaultHandshakeTimeout,
@@ -266,6 +282,9 @@ func (c *Config) Validate() []error {
 		{"max_options", c.MaxOptions},
 		{"max_observations", c.MaxObservations},
 		{"max_observations_per_connection", c.MaxObservationsPerConnection},
+		{"max_observations_per_peer", c.MaxObservationsPerPeer},
+		{"max_handshakes_per_source", c.MaxHandshakesPerSource},
+		{"max_pending_responses", c.MaxPendingResponses},
 		{"max_cached_values", c.MaxCachedValues},
 	}
 	for _, p := range positive {

@@ -86,6 +86,8 @@ func TestProblemsNameTheirKey(t *testing.T) {
 		{"clients without client CA", "coap: {listeners: [{type: tls, address: '127.0.0.1:1', tls: {cert_file: c, key_file: k}, clients: [{identity: x}]}]}\n", []string{"coap: listeners[0]: clients: only with"}},
 		{"bad resource", "coap: {resources: [{pattern: '/devices/{point}'}]}\n", []string{`coap: resources[0]: pattern "/devices/{point}"`}},
 		{"zero limit", "coap: {max_observations: 0}\n", []string{"coap: max_observations: must be positive"}},
+		{"zero per-peer limits", "coap: {max_observations_per_peer: 0, max_handshakes_per_source: -1, max_pending_responses: 0}\n", []string{
+			"coap: max_observations_per_peer: must be positive", "coap: max_handshakes_per_source: must be positive", "coap: max_pending_responses: must be positive"}},
 		{"message size", "coap: {max_message_size: 100000}\n", []string{"coap: max_message_size"}},
 		{"short timeout", "coap: {idle_timeout: 10ms}\n", []string{"coap: idle_timeout: must be at least 1s"}},
 		{"device bad scheme", "devices: [{id: d1, protocol: coap, address: 'http://x', points: [{name: a, path: /a}]}]\n", []string{`device "d1": address "http://x": scheme`}},

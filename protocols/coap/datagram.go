@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pion/transport/v5/deadline"
+	"golang.org/x/time/rate"
 )
 
 // datagramListener turns one UDP socket into a connection per remote address, for
@@ -34,16 +35,9 @@ import (
 // One goroutine reads the socket; it is started by newDatagramListener and ends when
 // Close closes the socket (Close waits for it).
 type datagramListener struct {
-	pc     *net.UDPConn
-	accept func(first []byte) bool
-	slots  *slots
-	// handshakes, when set (DTLS), is a second bound on new connections: released
-	// by handshakeDone, or when the connection closes.
-	handshakes *slots
-	budget     *byteBudget
-	maxSize    int
-	queueLen   int
-	dropped    func(reason string)
+	pc *net.UDPConn
+	datagramConfig
+	queueLen int
 
 	mu      sync.Mutex
 	peers   map[netip.AddrPort]*datagramConn
@@ -54,12 +48,32 @@ type datagramListener struct {
 	readDone chan struct{}
 }
 
+// datagramConfig is what a datagram listener is built with.
+type datagramConfig struct {
+	accept func(first []byte) bool
+	slots  *slots
+	// handshakes, when set (DTLS), is a second bound on new connections: released
+	// by handshakeDone, or when the connection closes. perSource bounds the share
+	// of it that one source address may hold (set with handshakes).
+	handshakes *slots
+	perSource  *sourceCounts
+	budget     *byteBudget
+	maxSize    int
+	backlog    int
+	dropped    func(reason string)
+	// busy, when set (CoAP over UDP), bounds the 5.03 answers per second to new
+	// peers beyond max_connections; answeredBusy counts them.
+	busy         *rate.Limiter
+	answeredBusy func()
+}
+
 // Reasons for dropped datagrams (the reason label of datagrams_dropped_total).
 const (
 	dropTooLarge      = "too_large"
 	dropNotSession    = "not_a_session_start"
 	dropMaxSessions   = "max_connections"
 	dropHandshakes    = "handshakes_in_progress"
+	dropPerSource     = "handshakes_per_source"
 	dropBacklog       = "backlog_full"
 	dropQueue         = "queue_full"
 	dropBudget        = "memory_budget"
@@ -67,21 +81,16 @@ const (
 	datagramBudgetMin = 1 << 20
 )
 
-// newDatagramListener starts reading pc. handshakes may be nil.
-func newDatagramListener(pc *net.UDPConn, accept func([]byte) bool, sl, handshakes *slots, budget *byteBudget, maxSize, backlog int, dropped func(string)) *datagramListener {
+// newDatagramListener starts reading pc.
+func newDatagramListener(pc *net.UDPConn, cfg datagramConfig) *datagramListener {
 	l := &datagramListener{
-		pc:         pc,
-		accept:     accept,
-		slots:      sl,
-		handshakes: handshakes,
-		budget:     budget,
-		maxSize:    maxSize,
-		queueLen:   datagramQueueLen,
-		dropped:    dropped,
-		peers:      make(map[netip.AddrPort]*datagramConn),
-		backlog:    make(chan *datagramConn, backlog),
-		done:       make(chan struct{}),
-		readDone:   make(chan struct{}),
+		pc:             pc,
+		datagramConfig: cfg,
+		queueLen:       datagramQueueLen,
+		peers:          make(map[netip.AddrPort]*datagramConn),
+		backlog:        make(chan *datagramConn, cfg.backlog),
+		done:           make(chan struct{}),
+		readDone:       make(chan struct{}),
 	}
 	go l.readLoop()
 	return l
@@ -126,16 +135,24 @@ func (l *datagramListener) dispatch(addr netip.AddrPort, b []byte) {
 			l.mu.Unlock()
 			l.dropped(dropNotSession)
 			return
+		case l.handshakes != nil && !l.perSource.tryAcquire(addr.Addr()):
+			// Before the shared bound: one host that stalls its handshakes
+			// (or spoofs its ports) fills its own share, not everyone's.
+			l.mu.Unlock()
+			l.dropped(dropPerSource)
+			return
 		case l.handshakes != nil && !l.handshakes.tryAcquire():
+			l.perSource.release(addr.Addr())
 			l.mu.Unlock()
 			l.dropped(dropHandshakes)
 			return
 		case !l.slots.tryAcquire():
 			if l.handshakes != nil {
 				l.handshakes.release()
+				l.perSource.release(addr.Addr())
 			}
 			l.mu.Unlock()
-			l.dropped(dropMaxSessions)
+			l.refuse(addr, b)
 			return
 		}
 		c = newDatagramConn(l, addr)
@@ -153,6 +170,58 @@ func (l *datagramListener) dispatch(addr netip.AddrPort, b []byte) {
 	}
 	l.mu.Unlock()
 	c.deliver(b)
+}
+
+// refuse answers a CoAP request from a new peer that finds every session slot
+// taken with 5.03 Service Unavailable and a Max-Age (when to try again), instead of
+// silence that a device cannot tell from a dead gateway. The answer is built here,
+// without a session: it costs no slot. It is at most 3 bytes longer than the
+// request (no diagnostic payload), so a spoofed source gains no amplification,
+// and busy bounds how many go out per second; beyond it, and for DTLS (which
+// cannot answer before a handshake), the datagram is dropped as before.
+func (l *datagramListener) refuse(addr netip.AddrPort, b []byte) {
+	if l.busy == nil || !l.busy.Allow() {
+		l.dropped(dropMaxSessions)
+		return
+	}
+	resp := busyReply(b, busyMaxAge)
+	if resp == nil {
+		l.dropped(dropMaxSessions)
+		return
+	}
+	if _, err := l.pc.WriteToUDPAddrPort(resp, addr); err != nil {
+		l.dropped(dropMaxSessions)
+		return
+	}
+	l.answeredBusy()
+}
+
+// busyMaxAge is the Max-Age of the 5.03 answered when max_connections is reached:
+// an idle session ends within idle_timeout, but a retry sooner often finds a slot.
+const busyMaxAge = 10
+
+// busyReply is the 5.03 answer to a CoAP request over UDP: an acknowledgement with
+// the request's message ID for a confirmable one, else non-confirmable; the
+// request's token; Max-Age maxAge. Nil for what is not a request with a valid
+// token (an empty message, a response).
+func busyReply(req []byte, maxAge uint8) []byte {
+	if len(req) < 4 {
+		return nil
+	}
+	tkl := int(req[0] & 0x0f)
+	code := req[1]
+	if tkl > 8 || len(req) < 4+tkl || code == 0 || code>>5 != 0 {
+		return nil
+	}
+	typ := byte(1) // NON
+	if (req[0]>>4)&3 == 0 {
+		typ = 2 // ACK
+	}
+	out := make([]byte, 0, 4+tkl+3)
+	out = append(out, 1<<6|typ<<4|byte(tkl), 5<<5|3, req[2], req[3])
+	out = append(out, req[4:4+tkl]...)
+	// Option Max-Age (14): delta 13 with one extended byte (14-13), length 1.
+	return append(out, 13<<4|1, 14-13, maxAge)
 }
 
 // Accept returns the next connection, for CoAP over UDP.
@@ -247,7 +316,10 @@ type datagramConn struct {
 
 func (c *datagramConn) releaseHandshake() {
 	if c.shaking {
-		c.handshake.Do(c.l.handshakes.release)
+		c.handshake.Do(func() {
+			c.l.handshakes.release()
+			c.l.perSource.release(c.raddr.Addr())
+		})
 	}
 }
 
@@ -387,6 +459,38 @@ func (s *slots) tryAcquire() bool {
 
 func (s *slots) release()     { s.n.Add(-1) }
 func (s *slots) inUse() int64 { return s.n.Load() }
+
+// sourceCounts bounds what each source address holds (DTLS handshakes in
+// progress), adapter-wide: the listeners of the adapter share it. An address that
+// holds nothing has no entry, so its memory is bounded by what the addresses hold
+// together (the handshake slots).
+type sourceCounts struct {
+	mu  sync.Mutex
+	max int
+	n   map[netip.Addr]int
+}
+
+func newSourceCounts(max int) *sourceCounts {
+	return &sourceCounts{max: max, n: make(map[netip.Addr]int)}
+}
+
+func (s *sourceCounts) tryAcquire(a netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[a] >= s.max {
+		return false
+	}
+	s.n[a]++
+	return true
+}
+
+func (s *sourceCounts) release(a netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[a]--; s.n[a] <= 0 {
+		delete(s.n, a)
+	}
+}
 
 // byteBudget bounds the bytes of datagrams queued by every connection together.
 type byteBudget struct {

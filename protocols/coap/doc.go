@@ -5,8 +5,12 @@
 //     over UDP, TCP, DTLS (pre-shared keys and certificates) or TLS. The payload is
 //     read by its Content-Format: text (a number, true/false, text, or JSON, as MQTT
 //     payloads), application/json, application/cbor, application/octet-stream. The
-//     answer is 2.04 Changed once the bridge has the reading (so a confirmable request
-//     is acknowledged only then), 4.00 for a payload that does not decode, 4.15 for a
+//     answer to a confirmable request (and to every request over TCP and TLS) is 2.04
+//     Changed once the reading is on disk (with gateway.data_dir; else once the bridge
+//     has it), piggybacked on the acknowledgement; meanwhile the peer's other requests
+//     are served. A non-confirmable reading is answered as soon as the bridge has it.
+//     5.03 with a Max-Age when the durable log cannot write (the device sends again)
+//     or max_pending_responses readings wait already; 4.00 for a payload that does not decode, 4.15 for a
 //     format the adapter does not read, 4.13 beyond max_payload_size, 4.01 or 4.03
 //     where the listener's identities may not write that device. Payloads larger than
 //     a block travel block-wise (RFC 7959).
@@ -28,8 +32,12 @@
 // for retransmissions is bounded in bytes (go-coap's keeps every response for 247 s);
 // block-wise uploads are bounded in size and number; DTLS uses HelloVerify cookies
 // (pion's default, which the adapter never turns off), at most an eighth of the
-// session slots (at least 16) may be in handshake at once, and a session ends after
-// idle_timeout like any that observes nothing. Writes to TCP and TLS peers have a
+// session slots (at least 16) may be in handshake at once and at most
+// max_handshakes_per_source from one address, and a session ends after idle_timeout
+// without traffic, observations or not (an observer re-registers, RFC 7641 section
+// 3.3.1). Only a device that is configured or has sent a reading may be observed
+// (else 4.04). A new UDP peer beyond max_connections is answered 5.03 with Max-Age
+// 10 (at most 100 such answers a second per listener). Writes to TCP and TLS peers have a
 // 10 s deadline; an observer holds at most 8 unacknowledged notifications; large
 // responses awaiting block-wise transfer share 4 MiB.
 //
@@ -60,8 +68,11 @@
 //	max_options:                      32 (a request with more is dropped)
 //	max_observations:                 4096
 //	max_observations_per_connection:  16
+//	max_observations_per_peer:        1024 (one source address, all its ports; beyond: 2.05 without Observe)
+//	max_handshakes_per_source:        8 DTLS handshakes in progress from one address
+//	max_pending_responses:            4096 confirmable readings awaiting the durable log (beyond: 5.03)
 //	max_cached_values:                65536 (the latest values GET answers from)
-//	idle_timeout:                     2m (a session without traffic and observations ends)
+//	idle_timeout:                     2m (a session without traffic ends, with its observations)
 //	handshake_timeout:                10s (DTLS and TLS)
 //	block_timeout:                    10s (a block-wise transfer, first block to last)
 //
@@ -81,7 +92,8 @@
 //
 // Metrics: edgegate_coap_requests_total{transport,method,code}, _bad_payloads_total,
 // _sessions{transport}, _sessions_total, _sessions_refused_total{transport,reason},
-// _observations, _notifications_total{result}, _datagrams_dropped_total{reason},
+// _observations, _observations_refused_total{reason}, _pending_responses,
+// _readings_unacknowledged_total{reason}, _notifications_total{result}, _datagrams_dropped_total{reason},
 // _client_requests_total{method,result}, _client_observations, _recovered_panics_total,
 // _log_lines_suppressed_total.
 package coap

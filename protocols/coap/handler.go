@@ -33,11 +33,20 @@ type responseWriter interface {
 	Message() *pool.Message
 }
 
-// serve handles one request of a session. go-coap calls it in the session's
-// goroutine, and sends the response it sets when it returns: for a confirmable
-// request, that response is the acknowledgement, so a device's reading is
-// acknowledged only once the bridge has accepted it.
+// serve handles one request of a session. go-coap calls it (see session.process
+// for which goroutine), and sends the response it sets when it returns: for a
+// confirmable request, that response is the acknowledgement, so a device's reading
+// is acknowledged only once it is on disk.
 func (a *Adapter) serve(s *session, w responseWriter, r *pool.Message) {
+	release := s.release // before anything lets the session's next message in
+	if release == nil {
+		release = func() {}
+	}
+	defer release()
+	// The answer is set when this returns, and go-coap caches it before it lets
+	// a retransmission of the same message ID in (it holds a lock per message ID
+	// until then): from here on a retransmission is answered from the cache.
+	defer s.answered(r.MessageID())
 	if !isRequest(r.Code()) {
 		return
 	}
@@ -57,10 +66,10 @@ func (a *Adapter) serve(s *session, w responseWriter, r *pool.Message) {
 		}
 		a.metrics.requests.WithLabelValues(s.transport, methodName(r.Code()), codeName(code)).Inc()
 	}()
-	code = a.handle(s, w, r)
+	code = a.handle(s, w, r, release)
 }
 
-func (a *Adapter) handle(s *session, w responseWriter, r *pool.Message) codes.Code {
+func (a *Adapter) handle(s *session, w responseWriter, r *pool.Message, release func()) codes.Code {
 	var buf [maxSegments]string
 	n, err := r.Options().GetStrings(message.URIPath, buf[:])
 	switch {
@@ -90,7 +99,7 @@ func (a *Adapter) handle(s *session, w responseWriter, r *pool.Message) codes.Co
 	}
 	switch r.Code() {
 	case codes.POST, codes.PUT:
-		return a.ingest(s, w, r, m, segs)
+		return a.ingest(s, w, r, m, segs, release)
 	case codes.GET:
 		return a.get(s, w, r, m)
 	}
@@ -98,8 +107,12 @@ func (a *Adapter) handle(s *session, w responseWriter, r *pool.Message) codes.Co
 }
 
 // ingest decodes a reading (or an object of readings) and hands it to the bridge as
-// one batch; it answers 2.04 Changed once the bridge has it.
-func (a *Adapter) ingest(s *session, w responseWriter, r *pool.Message, m resourceMatch, segs []string) codes.Code {
+// one batch. It answers 2.04 Changed once the batch is on disk when the request is
+// answered at all (confirmable over UDP and DTLS; every request over TCP and TLS),
+// else once the bridge has it: a non-confirmable reading is never acknowledged, so
+// it never waits for the disk. Before the wait it calls release, which lets the
+// session's next message in (session.process).
+func (a *Adapter) ingest(s *session, w responseWriter, r *pool.Message, m resourceMatch, segs []string, release func()) codes.Code {
 	cf := formatOf(r.ContentFormat())
 	raw, err := r.ReadBody()
 	if err != nil {
@@ -155,9 +168,19 @@ func (a *Adapter) ingest(s *session, w responseWriter, r *pool.Message, m resour
 			Priority:   pt.priority,
 		}
 	}
-	err = s.st.sink.Publish(s.st.ctx, msgs...)
+	durable := s.transport == "tcp" || s.transport == "tls" || r.Type() == message.Confirmable
+	if durable {
+		if !a.pending.tryAcquire() {
+			a.metrics.ackRefused.WithLabelValues(ackPendingFull).Inc()
+			return replyMaxAge(w, codes.ServiceUnavailable, "too many readings waiting for the durable log", 1)
+		}
+		defer a.pending.release()
+	}
+	receipt, err := s.st.sink.Submit(s.st.ctx, msgs...)
 	switch {
 	case err == nil:
+	case errors.Is(err, bridge.ErrUnavailable):
+		return a.unavailable(w, err)
 	case errors.Is(err, bridge.ErrInvalidMessage):
 		return reply(w, codes.BadRequest, err.Error())
 	case errors.Is(err, bridge.ErrClosed), s.st.ctx.Err() != nil:
@@ -178,10 +201,31 @@ func (a *Adapter) ingest(s *session, w responseWriter, r *pool.Message, m resour
 		rs[i] = reading{point: msg.Point, value: msg.Value, ts: ts, unit: msg.Unit}
 	}
 	a.latest.put(m.device, rs)
+	if durable {
+		release()
+		a.metrics.pending.Inc()
+		err := receipt.Wait(s.st.ctx)
+		a.metrics.pending.Dec()
+		switch {
+		case err == nil:
+		case errors.Is(err, bridge.ErrUnavailable):
+			return a.unavailable(w, err)
+		default: // the hub closed, or Run ends
+			return replyMaxAge(w, codes.ServiceUnavailable, "the gateway is stopping", 5)
+		}
+	}
 	if err := w.SetResponse(codes.Changed, message.TextPlain, nil); err != nil {
 		return codes.Changed // NoResponse: the client asked not to hear of success
 	}
 	return codes.Changed
+}
+
+// unavailable answers a reading the durable log could not take: 5.03, never 2.04,
+// so that the device sends it again (issue 19.1); the log retries by itself.
+func (a *Adapter) unavailable(w responseWriter, err error) codes.Code {
+	a.metrics.ackRefused.WithLabelValues(ackUnavailable).Inc()
+	limitedLog(a.log, a.lim, slog.LevelWarn, "coap: reading not acknowledged: the durable log is unavailable", "err", err)
+	return replyMaxAge(w, codes.ServiceUnavailable, "the durable log is unavailable", 5)
 }
 
 // get answers the latest value of a point, or of every point of a device; with
@@ -197,10 +241,18 @@ func (a *Adapter) get(s *session, w responseWriter, r *pool.Message, m resourceM
 		observing = obs <= 1
 		switch obs {
 		case 0:
+			if !a.exists(s, m.device, m.point) {
+				// Only what exists is observed: an observation costs memory and a
+				// share of the bounds, and one of a name nobody uses would only
+				// hold them.
+				a.metrics.obsRefused.WithLabelValues(obsNotFound).Inc()
+				return reply(w, codes.NotFound, "no such device: neither configured nor seen")
+			}
 			o = &observation{s: s, token: append(message.Token(nil), r.Token()...), device: m.device, point: m.point, accept: accept}
 			if err := a.obs.add(o); err != nil {
 				// RFC 7641 section 4.1: answer without Observe, the client knows it
 				// is not registered.
+				a.metrics.obsRefused.WithLabelValues(err.Error()).Inc()
 				limitedLog(a.log, a.lim, slog.LevelDebug, "coap: observation refused", "device", m.device, "err", err)
 				o = nil
 			}
@@ -244,6 +296,24 @@ func (a *Adapter) get(s *session, w responseWriter, r *pool.Message, m resourceM
 		a.metrics.notifications.WithLabelValues(notifySent).Inc()
 	}
 	return codes.Content
+}
+
+// exists says whether a device may be observed: it is configured (a `devices:`
+// entry of this protocol), or the gateway has a value from it (the adapter's
+// cache, or the hub's last-value cache for the point). A point need not exist
+// itself: an observer may wait for writes to a setpoint its device never reports.
+func (a *Adapter) exists(s *session, device, point string) bool {
+	if _, ok := a.devices[device]; ok {
+		return true
+	}
+	if a.latest.has(device) {
+		return true
+	}
+	if point != "" {
+		_, ok := a.lookup(s, device, point)
+		return ok
+	}
+	return false
 }
 
 // lookup finds a point's latest value: in the adapter's cache, else in the hub's

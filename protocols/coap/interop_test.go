@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/bridge/journal"
 	"github.com/edgegate/edgegate/protocols/payload"
 )
 
@@ -169,4 +171,42 @@ func TestInteropLibcoapDTLS(t *testing.T) {
 	waitFor(t, "the DTLS sessions to be counted", func() bool {
 		return metric(t, e.a.metrics.sessionsTotal.WithLabelValues("dtls")) >= 3
 	})
+}
+
+// TestInteropLibcoapDurable: against a durable hub, coap-client's confirmable PUT
+// (UDP and TCP) and block-wise POST are acknowledged once on disk, and an
+// observation of a device nobody knows is 4.04.
+func TestInteropLibcoapDurable(t *testing.T) {
+	bin := libcoap(t, "coap-client-notls")
+	j, err := journal.Open(filepath.Join(t.TempDir(), "journal"), journal.Options{Sync: journal.SyncBatch, Interval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = j.Close() })
+	e := startHub(t, testConfig(), bridge.HubConfig{Journal: j, FirstSequence: j.NextSequence()}, nil, nil)
+	udp, tcp := e.addr(0), e.addr(1)
+	journaled := func(what string) {
+		t.Helper()
+		if done, err := j.Check(e.hub.LastSequence()); !done || err != nil {
+			t.Errorf("%s acknowledged before it was on disk: %v, %v", what, done, err)
+		}
+	}
+	if out, err := runLibcoap(t, bin, "-m", "put", "-t", "0", "-e", "21.5", "coap://"+udp+"/devices/lib-d/temp"); err != nil {
+		t.Fatalf("coap-client put: %v\n%s", err, out)
+	}
+	journaled("a PUT over UDP")
+	if out, err := runLibcoap(t, bin, "-m", "put", "-t", "0", "-e", "7", "coap+tcp://"+tcp+"/devices/lib-d/count"); err != nil {
+		t.Fatalf("coap-client put over TCP: %v\n%s", err, out)
+	}
+	journaled("a PUT over TCP")
+	obj := `{"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 7, "h": 8, "i": 9, "j": 10, "k": 11}`
+	if out, err := runLibcoap(t, bin, "-m", "post", "-t", "50", "-b", "16", "-e", obj, "coap://"+udp+"/devices/lib-d"); err != nil {
+		t.Fatalf("coap-client block-wise post: %v\n%s", err, out)
+	}
+	journaled("a block-wise POST")
+	e.next(13)
+	out, _ := runLibcoap(t, bin, "-s", "1", "coap://"+udp+"/devices/nobody/p")
+	if !strings.Contains(out, "4.04") {
+		t.Errorf("observe a device nobody knows: coap-client printed %q, want 4.04", out)
+	}
 }

@@ -46,7 +46,7 @@ func TestDatagramListenerBounds(t *testing.T) {
 	}
 	drops := &dropCounter{n: map[string]int{}}
 	sl := newSlots(1)
-	l := newDatagramListener(pc, isCoAPRequest, sl, nil, &byteBudget{max: 1 << 20}, 100, 1, drops.drop)
+	l := newDatagramListener(pc, datagramConfig{accept: isCoAPRequest, slots: sl, budget: &byteBudget{max: 1 << 20}, maxSize: 100, backlog: 1, dropped: drops.drop})
 	defer l.Close()
 	dial := func() *net.UDPConn {
 		c, err := net.DialUDP("udp", nil, pc.LocalAddr().(*net.UDPAddr))
@@ -118,7 +118,7 @@ func TestDatagramListenerBounds(t *testing.T) {
 	}
 }
 
-// TestMaxConnections: beyond max_connections a UDP peer is not answered and a TCP
+// TestMaxConnections: beyond max_connections a UDP peer is answered 5.03 and a TCP
 // connection is closed; an idle session gives its place back after idle_timeout.
 func TestMaxConnections(t *testing.T) {
 	cfg := testConfig()
@@ -133,14 +133,11 @@ func TestMaxConnections(t *testing.T) {
 	}
 	e.next(2)
 	c3 := dialUDP(t, e.addr(0))
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	_, err := c3.Post(ctx, "/devices/m/p", message.TextPlain, strings.NewReader("1"))
-	cancel()
-	if err == nil {
-		t.Fatal("a third UDP peer was answered with max_connections 2")
+	if code, _ := post(t, c3, "/devices/m/p", message.TextPlain, []byte("1")); code != codes.ServiceUnavailable {
+		t.Fatalf("a third UDP peer with max_connections 2: %v, want 5.03", code)
 	}
-	if n := metric(t, e.a.metrics.dropped.WithLabelValues(dropMaxSessions)); n < 1 {
-		t.Errorf("dropped{max_connections} = %v", n)
+	if n := metric(t, e.a.metrics.refused.WithLabelValues("udp", refusedMaxConnections)); n < 1 {
+		t.Errorf("sessions_refused_total{udp,max_connections} = %v", n)
 	}
 	if _, err := tcpDialCoAP(e.addr(1)); err == nil {
 		t.Error("a TCP connection was served beyond max_connections")
@@ -172,39 +169,6 @@ func tcpDialCoAP(addr string) (string, error) {
 	b := make([]byte, 64)
 	n, err := c.Read(b)
 	return string(b[:n]), err
-}
-
-// TestIdleObserver: an observer keeps its session beyond idle_timeout; without the
-// observation it ends.
-func TestIdleObserver(t *testing.T) {
-	cfg := testConfig()
-	cfg.IdleTimeout = time.Second
-	e := start(t, cfg)
-	c := dialUDP(t, e.addr(0))
-	obs, err := c.Observe(ctxT(t), "/devices/o/p", func(*pool.Message) {})
-	if err != nil || obs.Canceled() {
-		t.Fatalf("observe: %v", err)
-	}
-	begun := time.Now()
-	// Two idle timeouts later the session is still there, and a write reaches it.
-	for time.Since(begun) < 2*cfg.IdleTimeout {
-		if err := e.a.Write(ctxT(t), "o", "p", bridge.Int(1)); err != nil {
-			t.Fatalf("write to an idle observer: %v", err)
-		}
-		if metric(t, e.a.metrics.sessions.WithLabelValues("udp")) != 1 {
-			t.Fatal("the observer's session ended")
-		}
-		waitFor(t, "a while", func() bool {
-			return time.Since(begun) > 2*cfg.IdleTimeout || metric(t, e.a.metrics.sessions.WithLabelValues("udp")) != 1
-		})
-	}
-	_ = obs.Cancel(ctxT(t))
-	waitFor(t, "the session to end once it observes nothing", func() bool {
-		return metric(t, e.a.metrics.sessions.WithLabelValues("udp")) == 0
-	})
-	if err := e.a.Write(ctxT(t), "o", "p", bridge.Int(1)); !errors.Is(err, ErrNoObserver) {
-		t.Errorf("write after the session ended: %v", err)
-	}
 }
 
 // TestTooManyOptions: a request with more than max_options options is dropped.
@@ -261,7 +225,9 @@ func TestHelloVerify(t *testing.T) {
 
 // TestShutdown: Run ends every session and observation, and Write is refused after.
 func TestShutdown(t *testing.T) {
-	e := start(t, testConfig())
+	cfg := testConfig()
+	cfg.Devices = []DeviceConfig{{ID: "s", Protocol: Name}}
+	e := start(t, cfg)
 	u, k := dialUDP(t, e.addr(0)), dialTCP(t, e.addr(1), nil)
 	for _, c := range []coapClient{u, k} {
 		if _, err := c.Observe(ctxT(t), "/devices/s/p", func(*pool.Message) {}); err != nil {
@@ -300,6 +266,7 @@ func TestHandshakeBound(t *testing.T) {
 	cfg.Listeners = []ListenerConfig{{Type: "dtls", Address: "127.0.0.1:0", PSK: []PSKConfig{{Identity: "s1", KeyFile: writeKey(t, "k1")}}}}
 	cfg.MaxConnections = 200 // 25 handshakes at once
 	cfg.HandshakeTimeout = time.Second
+	cfg.MaxHandshakesPerSource = 100 // the shared bound, not the per-source one
 	e := start(t, cfg)
 	established, err := dialDTLS(t, e.addr(0), pskOptions("s1", []byte("k1"))...)
 	if err != nil {
@@ -364,7 +331,9 @@ func clientHello(t *testing.T) []byte {
 // at most maxNotifyInflight of them; further writes skip it at once, and Run's end
 // stops the ones waiting.
 func TestSilentObserver(t *testing.T) {
-	e := start(t, testConfig())
+	cfg := testConfig()
+	cfg.Devices = []DeviceConfig{{ID: "nr", Protocol: Name}}
+	e := start(t, cfg)
 	c, err := net.Dial("udp", e.addr(0))
 	if err != nil {
 		t.Fatal(err)

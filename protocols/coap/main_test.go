@@ -90,13 +90,19 @@ func startWith(t *testing.T, cfg *Config, wrap func(protocols.Sink) protocols.Si
 // startEnv runs the adapter with the gateway's TLS store, when store is set.
 func startEnv(t *testing.T, cfg *Config, store *egtls.Store, wrap func(protocols.Sink) protocols.Sink) *env {
 	t.Helper()
+	return startHub(t, cfg, bridge.HubConfig{}, store, wrap)
+}
+
+// startHub runs the adapter into a hub built with hc (a journal: a durable hub).
+func startHub(t *testing.T, cfg *Config, hc bridge.HubConfig, store *egtls.Store, wrap func(protocols.Sink) protocols.Sink) *env {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	ad, err := cfg.New(protocols.Env{Logger: testLogger(t), Metrics: reg, TLS: store})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	a := ad.(*Adapter)
-	hub := bridge.NewHub(bridge.HubConfig{}, nil)
+	hub := bridge.NewHub(hc, nil)
 	hub.SetWriter(bridge.ProtocolCoAP, a)
 	sub, err := hub.Subscribe(bridge.SubscribeOptions{})
 	if err != nil {

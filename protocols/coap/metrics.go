@@ -19,6 +19,22 @@ const (
 	notifyFailed       = "failed"       // not acknowledged or not written: observation removed
 )
 
+// Observation refusal reasons, the values of the reason label of
+// observations_refused_total.
+const (
+	obsNotFound      = "not_found"
+	obsMax           = "max_observations"
+	obsPerConnection = "per_connection"
+	obsPerPeer       = "per_peer"
+)
+
+// Reasons a reading is answered 5.03, the reason label of
+// readings_unacknowledged_total.
+const (
+	ackPendingFull = "pending_full"
+	ackUnavailable = "durable_log_unavailable"
+)
+
 type metrics struct {
 	requests       *prometheus.CounterVec
 	badPayloads    prometheus.Counter
@@ -26,6 +42,9 @@ type metrics struct {
 	sessionsTotal  *prometheus.CounterVec
 	refused        *prometheus.CounterVec
 	observations   prometheus.Gauge
+	obsRefused     *prometheus.CounterVec
+	pending        prometheus.Gauge
+	ackRefused     *prometheus.CounterVec
 	notifications  *prometheus.CounterVec
 	dropped        *prometheus.CounterVec
 	panics         prometheus.Counter
@@ -56,6 +75,17 @@ func newMetrics() *metrics {
 		observations: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgegate_coap_observations", Help: "Observations registered with the gateway by CoAP clients.",
 		}),
+		obsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegate_coap_observations_refused_total",
+			Help: "Observe registrations not taken, by reason: not_found (4.04: the device is neither configured nor seen), max_observations, per_connection, per_peer (answered 2.05 without Observe).",
+		}, []string{"reason"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgegate_coap_pending_responses", Help: "Confirmable CoAP readings whose answer waits for the durable log (bounded by max_pending_responses).",
+		}),
+		ackRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgegate_coap_readings_unacknowledged_total",
+			Help: "CoAP readings answered 5.03 instead of 2.04, by reason: pending_full (max_pending_responses), durable_log_unavailable (the journal cannot write).",
+		}, []string{"reason"}),
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgegate_coap_notifications_total", Help: "Observe notifications sent to CoAP clients, by result.",
 		}, []string{"result"}),
@@ -77,6 +107,7 @@ func newMetrics() *metrics {
 	}
 	m.collectables = []prometheus.Collector{
 		m.requests, m.badPayloads, m.sessions, m.sessionsTotal, m.refused, m.observations,
+		m.obsRefused, m.pending, m.ackRefused,
 		m.notifications, m.dropped, m.panics, m.logsDropped, m.clientRequests, m.clientObserved,
 	}
 	return m

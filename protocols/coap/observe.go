@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -46,31 +47,45 @@ const maxNotifyInflight = 8
 // starting after the registration's 2 (RFC 7641 section 4.4).
 func (o *observation) nextSeq() uint32 { return (o.seq.Add(1) + 2) & 0xffffff }
 
+// errTooManyObservations is wrapped by add's refusals; the error's text is the
+// reason label of observations_refused_total.
 var errTooManyObservations = errors.New("too many observations")
 
-// observations is every registered observation, bounded in total and per session.
+type observationRefusal string
+
+func (r observationRefusal) Error() string { return string(r) }
+func (observationRefusal) Unwrap() error   { return errTooManyObservations }
+
+// observations is every registered observation, bounded in total, per session and
+// per peer (a source address, whatever its ports: one host opening sessions from
+// many ports gets no more).
 type observations struct {
 	mu         sync.Mutex
 	max        int
 	perSession int
+	perPeer    int
 	n          int
 	byDevice   map[string]map[*observation]struct{}
 	bySession  map[*session]map[string]*observation // by token
+	byPeer     map[netip.Addr]int
 	gauge      prometheus.Gauge
 }
 
-func newObservations(max, perSession int, gauge prometheus.Gauge) *observations {
+func newObservations(max, perSession, perPeer int, gauge prometheus.Gauge) *observations {
 	return &observations{
 		max:        max,
 		perSession: perSession,
+		perPeer:    perPeer,
 		byDevice:   make(map[string]map[*observation]struct{}),
 		bySession:  make(map[*session]map[string]*observation),
+		byPeer:     make(map[netip.Addr]int),
 		gauge:      gauge,
 	}
 }
 
 // add registers o, replacing an observation of the same session with the same token
-// (a client refreshing its registration).
+// (a client refreshing its registration). A refusal's error is an
+// observationRefusal.
 func (r *observations) add(o *observation) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -80,9 +95,15 @@ func (r *observations) add(o *observation) error {
 		r.removeLocked(old)
 		mine = r.bySession[o.s]
 	}
-	if r.n >= r.max || len(mine) >= r.perSession {
-		return errTooManyObservations
+	switch {
+	case r.n >= r.max:
+		return observationRefusal(obsMax)
+	case len(mine) >= r.perSession:
+		return observationRefusal(obsPerConnection)
+	case r.byPeer[o.s.peer] >= r.perPeer:
+		return observationRefusal(obsPerPeer)
 	}
+	r.byPeer[o.s.peer]++
 	if mine == nil {
 		mine = make(map[string]*observation)
 		r.bySession[o.s] = mine
@@ -120,6 +141,9 @@ func (r *observations) removeLocked(o *observation) {
 	if len(devs) == 0 {
 		delete(r.byDevice, o.device)
 	}
+	if r.byPeer[o.s.peer]--; r.byPeer[o.s.peer] <= 0 {
+		delete(r.byPeer, o.s.peer)
+	}
 	r.n--
 	r.gauge.Set(float64(r.n))
 }
@@ -139,12 +163,6 @@ func (r *observations) removeSession(s *session) {
 	for _, o := range r.bySession[s] {
 		r.removeLocked(o)
 	}
-}
-
-func (r *observations) count(s *session) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.bySession[s])
 }
 
 // observers returns the observations a write of device's point reaches.

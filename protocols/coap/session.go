@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,11 +15,13 @@ import (
 	piondtls "github.com/pion/dtls/v3"
 	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
 	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/mux"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
+	"github.com/plgd-dev/go-coap/v3/options/config"
 	tcpClient "github.com/plgd-dev/go-coap/v3/tcp/client"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
@@ -34,7 +37,8 @@ type session struct {
 	spec      *listenerSpec
 	transport string // udp, dtls, tcp, tls
 	nc        net.Conn
-	identity  string // PSK identity or certificate common name; "" for none
+	identity  string     // PSK identity or certificate common name; "" for none
+	peer      netip.Addr // the remote address without its port: per-peer bounds
 
 	// Set once the go-coap connection exists (before it serves).
 	udp  *udpClient.Conn // udp, dtls
@@ -49,6 +53,17 @@ type session struct {
 
 	mu         sync.Mutex
 	pendingMID map[int32]*observation // confirmable notifications awaiting an ACK or RST
+	// waitingMID are the confirmable readings whose answer waits for the durable
+	// log: a retransmission of one of them is dropped (its answer comes, and is
+	// cached for later retransmissions, once the reading is on disk).
+	waitingMID map[int32]struct{}
+
+	// release, while a reading is handled in a goroutine of its own (process),
+	// lets the session's next message be read: the handler calls it once the
+	// reading is submitted, before it waits for the disk. Written by the
+	// session's receiving goroutine before it starts the handler's, read by that
+	// handler before it releases: no lock needed.
+	release func()
 }
 
 // close ends a registered session.
@@ -91,7 +106,7 @@ func (st *runState) unregister(s *session) {
 func (a *Adapter) startSession(st *runState, b *boundListener, nc net.Conn) {
 	spec := b.spec
 	typ := spec.cfg.Type
-	s := &session{a: a, st: st, spec: spec, transport: typ, nc: nc, pendingMID: map[int32]*observation{}}
+	s := &session{a: a, st: st, spec: spec, transport: typ, nc: nc, peer: remoteIP(nc.RemoteAddr()), pendingMID: map[int32]*observation{}, waitingMID: map[int32]struct{}{}}
 	s.lastActive.Store(time.Now().UnixNano())
 	st.wg.Add(1)
 	go func() {
@@ -182,6 +197,9 @@ func (s *session) handshake() error {
 func (a *Adapter) newDatagramConn(s *session) *udpClient.Conn {
 	cfg := udpClient.DefaultConfig
 	cfg.Handler = func(w *responsewriter.ResponseWriter[*udpClient.Conn], r *pool.Message) { a.serve(s, w, r) }
+	cfg.ProcessReceivedMessage = func(req *pool.Message, cc *udpClient.Conn, h config.HandlerFunc[*udpClient.Conn]) {
+		s.process(req, func() { cc.ProcessReceivedMessageWithHandler(req, h) }, func() { cc.ReleaseMessage(req) })
+	}
 	cfg.Errors = a.coapErrors
 	cfg.MessagePool = a.pool
 	cfg.BlockwiseEnable = true
@@ -214,6 +232,9 @@ func (a *Adapter) newStreamConn(s *session) *tcpClient.Conn {
 	cfg := tcpClient.DefaultConfig
 	cfg.Ctx = s.st.ctx
 	cfg.Handler = func(w *responsewriter.ResponseWriter[*tcpClient.Conn], r *pool.Message) { a.serve(s, w, r) }
+	cfg.ProcessReceivedMessage = func(req *pool.Message, cc *tcpClient.Conn, h config.HandlerFunc[*tcpClient.Conn]) {
+		s.process(req, func() { cc.ProcessReceivedMessageWithHandler(req, h) }, func() { cc.ReleaseMessage(req) })
+	}
 	cfg.Errors = a.coapErrors
 	cfg.MessagePool = a.pool
 	cfg.MaxMessageSize = uint32(a.cfg.MaxMessageSize)
@@ -233,6 +254,73 @@ func (a *Adapter) newStreamConn(s *session) *tcpClient.Conn {
 		tcpClient.WithInactivityMonitor(&idleMonitor[*tcpClient.Conn]{s: s}),
 		tcpClient.WithRequestMonitor(func(_ *tcpClient.Conn, m *pool.Message) (bool, error) { return a.monitor(s, m), nil }),
 	)
+}
+
+// process handles one message the peer sent, in go-coap's receiving goroutine of
+// the session, which reads the session's next message only once this returns. A
+// reading that must be answered only once it is on disk (a confirmable POST or PUT
+// over UDP and DTLS; every one over TCP and TLS, where each request is answered) is
+// handled in a goroutine of its own, and process returns as soon as the handler has
+// submitted it (release) or is done: readings are submitted in the order they
+// came, their answers wait for the disk in parallel, and the peer's other requests
+// are served meanwhile. Those goroutines are bounded by max_pending_responses (the
+// handler answers 5.03 beyond it, without waiting) and by the run's gate.
+// Everything else is handled here, in order, as go-coap would.
+func (s *session) process(req *pool.Message, run, drop func()) {
+	datagram := s.transport == "udp" || s.transport == "dtls"
+	if c := req.Code(); (c != codes.POST && c != codes.PUT) || (datagram && req.Type() != message.Confirmable) {
+		s.release = nil
+		run()
+		return
+	}
+	mid := req.MessageID()
+	if datagram {
+		s.mu.Lock()
+		_, dup := s.waitingMID[mid]
+		if !dup {
+			s.waitingMID[mid] = struct{}{}
+		}
+		s.mu.Unlock()
+		if dup {
+			drop()
+			return
+		}
+	}
+	forget := func() {
+		if datagram {
+			s.answered(mid)
+		}
+	}
+	if !s.st.handlers.enter() {
+		// Run is ending: the handler answers 5.03 at once.
+		s.release = nil
+		run()
+		forget()
+		return
+	}
+	released := make(chan struct{})
+	var once sync.Once
+	s.release = func() { once.Do(func() { close(released) }) }
+	done := make(chan struct{})
+	go func() {
+		defer s.st.handlers.leave()
+		defer close(done)
+		// serve forgets the message ID once its answer is set; this is for a
+		// message that never reached it (a block of a block-wise transfer).
+		defer forget()
+		run()
+	}()
+	select {
+	case <-released:
+	case <-done:
+	}
+}
+
+// answered forgets a confirmable reading whose answer no longer waits.
+func (s *session) answered(mid int32) {
+	s.mu.Lock()
+	delete(s.waitingMID, mid)
+	s.mu.Unlock()
 }
 
 // monitor sees every message a peer sends, before go-coap processes it. It drops
@@ -258,9 +346,12 @@ func (a *Adapter) monitor(s *session, m *pool.Message) (drop bool) {
 	return false
 }
 
-// idleMonitor ends a session that sent nothing for idle_timeout, unless it observes
-// something: an observer may be silent for as long as nothing changes (its
-// confirmable notifications tell whether it is still there).
+// idleMonitor ends a session that sent nothing for idle_timeout, observations and
+// all. Holding an observation is not activity: a peer that registered (or a
+// spoofed address that did) and then fell silent would otherwise keep its session
+// slot for ever. An observer stays by sending something within idle_timeout: RFC
+// 7641 section 3.3.1's re-registration (the same GET with Observe 0 again), or the
+// acknowledgements of its notifications.
 type idleMonitor[C interface{ Close() error }] struct {
 	s *session
 }
@@ -268,12 +359,24 @@ type idleMonitor[C interface{ Close() error }] struct {
 func (m *idleMonitor[C]) Notify() { m.s.lastActive.Store(time.Now().UnixNano()) }
 
 func (m *idleMonitor[C]) CheckInactivity(now time.Time, cc C) {
-	if m.s.a.obs.count(m.s) > 0 {
-		return
-	}
 	if now.UnixNano()-m.s.lastActive.Load() > int64(m.s.a.cfg.IdleTimeout) {
 		_ = cc.Close()
 	}
+}
+
+// remoteIP is a peer's address without its port (the zero Addr for another kind of
+// address), IPv4-mapped addresses unmapped so that both forms count as one peer.
+func remoteIP(addr net.Addr) netip.Addr {
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(addr.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 // sessionEnded forgets what the session held: its observations and the devices
