@@ -285,7 +285,8 @@ func (a *Adapter) newServer() *mochi.Server {
 	return mochi.New(&mochi.Options{
 		Capabilities: caps,
 		InlineClient: true, // Write publishes through it, without a loopback client
-		Logger:       slog.New(ratelog.Handler(a.log.With("component", "broker").Handler(), a.brokerLim)),
+		// No secret reaches the log: mochi logs whole packets (logging.go).
+		Logger: slog.New(redactPackets(ratelog.Handler(a.log.With("component", "broker").Handler(), a.brokerLim))),
 		// $SYS topics are refreshed every 10s rather than every second: nobody on a
 		// small gateway needs them fresher, and each refresh is a publish.
 		SysTopicResendInterval: 10,

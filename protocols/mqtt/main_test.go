@@ -68,7 +68,10 @@ func start(t *testing.T, cfg *Config) *env {
 func startEnv(t *testing.T, cfg *Config, pe protocols.Env) *env {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	pe.Logger, pe.Metrics = testLogger(t), reg
+	if pe.Logger == nil {
+		pe.Logger = testLogger(t)
+	}
+	pe.Metrics = reg
 	ad, err := cfg.New(pe)
 	if err != nil {
 		t.Fatalf("New: %v", err)
