@@ -42,6 +42,7 @@ type Adapter struct {
 	lim       *limiter // our lines that clients can cause
 	brokerLim *limiter // mochi's lines, apart so that its chatter cannot starve ours
 	metrics   *metrics
+	logins    *loginGuard // password checks: queue, throttle, cache (login.go)
 	// live is what a reload can change without touching connections: accounts,
 	// topic patterns, configured devices, payload bounds. Swapped whole.
 	live     atomic.Pointer[live]
@@ -123,6 +124,7 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 		ready: make(chan struct{}),
 	}
 	a.metrics = newMetrics(&a.srv)
+	a.logins = newLoginGuard(a.metrics)
 	a.lim = newLimiter(logRate, logBurst, a.metrics.logsDropped)
 	a.brokerLim = newLimiter(logRate, logBurst, a.metrics.logsDropped)
 	lv, err := newLive(cfg)
