@@ -69,8 +69,8 @@ type loginKey struct {
 }
 
 type loginEntry struct {
-	hash    string // the account's password_hash when the password matched it
-	expires time.Time
+	hash    string    // the account's password_hash when the password matched it
+	checked time.Time // when; the entry is good for auth_cache_ttl as it is now
 }
 
 func newLoginGuard(m *metrics) *loginGuard {
@@ -102,7 +102,7 @@ func (g *loginGuard) authenticate(ctx context.Context, lv *live, cl *mochi.Clien
 	acc, known := lv.auth.users[string(username)]
 	key := loginKey{username: string(username), mac: g.mac(password)}
 	now := time.Now()
-	if known && g.cached(key, acc, now) {
+	if known && g.cached(key, acc, now, cfg.AuthCacheTTL) {
 		return authOK
 	}
 	bucket := g.admit(sourceOf(cl.Net.Remote), cfg, now)
@@ -141,7 +141,7 @@ func (g *loginGuard) authenticate(ctx context.Context, lv *live, cl *mochi.Clien
 	failed = false
 	if ttl := cfg.AuthCacheTTL; ttl > 0 {
 		g.mu.Lock()
-		g.cache.put(key, loginEntry{hash: string(acc.hash), expires: time.Now().Add(ttl)})
+		g.cache.put(key, loginEntry{hash: string(acc.hash), checked: time.Now()})
 		g.mu.Unlock()
 	}
 	return authOK
@@ -154,16 +154,16 @@ func (g *loginGuard) mac(password []byte) (sum [sha256.Size]byte) {
 	return sum
 }
 
-// cached reports a login that succeeded recently with this password, against the
+// cached reports a login that succeeded within ttl with this password, against the
 // account's password_hash as it still is.
-func (g *loginGuard) cached(key loginKey, acc *account, now time.Time) bool {
+func (g *loginGuard) cached(key loginKey, acc *account, now time.Time, ttl time.Duration) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	e, ok := g.cache.get(key)
 	if !ok {
 		return false
 	}
-	if now.After(e.expires) || e.hash != string(acc.hash) {
+	if now.Sub(e.checked) >= ttl || e.hash != string(acc.hash) {
 		g.cache.remove(key)
 		return false
 	}
