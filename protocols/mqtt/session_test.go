@@ -179,12 +179,6 @@ func TestClientIDPattern(t *testing.T) {
 	if n := m.counter(m.a.metrics.refused.WithLabelValues(refusedClientIDPattern)); n != 8 {
 		t.Errorf("refused for the pattern: %v, want 8", n)
 	}
-
-	cfg := testConfig()
-	cfg.ClientID = "{username}-["
-	if errs := cfg.Validate(); len(errs) != 1 {
-		t.Errorf("a bad client_id glob: %v", errs)
-	}
 }
 
 // TestQueuedMessagesCheckedOnDelivery: the messages a session kept are checked against
