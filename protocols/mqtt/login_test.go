@@ -136,33 +136,27 @@ func TestFailedLoginsThrottledBeforeBcrypt(t *testing.T) {
 
 	// The flood goes on, each CONNECT refused without a check (3.1.1: code 3),
 	// until a legitimate login from another source has completed.
-	stop := make(chan struct{})
-	floodDone := make(chan int64)
-	go func() {
-		var n int64
-		defer func() { floodDone <- n }()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+	legit := make(chan byte, 1)
+	connackAsync(t, &wg, legit, 5, dialFrom("127.0.0.2", e.addr()), "pos-1", "s3cret")
+	var more int
+flood:
+	for {
+		select {
+		case code := <-legit:
+			if code != 0 {
+				t.Errorf("login from another source during the flood: CONNACK %#x", code)
 			}
-			c := dialRaw(t, 4, attacker)
-			if code, _ := c.connect("", "pos-1", "wrong", true); code != 3 {
-				t.Errorf("3.1.1 throttled CONNECT: CONNACK %#x, want 3", code)
-				return
-			}
-			n++
+			break flood
+		default:
 		}
-	}()
-	legit := dialRaw(t, 5, dialFrom("127.0.0.2", e.addr()))
-	if code, _ := legit.connect("", "pos-1", "s3cret", true); code != 0 {
-		t.Errorf("login from another source during the flood: CONNACK %#x", code)
+		if code, _ := dialRaw(t, 4, attacker).connect("", "pos-1", "wrong", true); code != 3 {
+			t.Fatalf("3.1.1 throttled CONNECT: CONNACK %#x, want 3", code)
+		}
+		more++
 	}
-	close(stop)
-	n := <-floodDone
+	wg.Wait()
 	if got := checks.count.Load(); got != 5+1 {
-		t.Errorf("%d password checks, want the 5 of the burst and the legitimate one (the flood sent %d more)", got, n)
+		t.Errorf("%d password checks, want the 5 of the burst and the legitimate one (the flood sent %d more)", got, more)
 	}
 
 	// The throttled source itself: a password not yet checked is not checked; the
@@ -218,7 +212,7 @@ func TestKnownLoginSkipsTheQueue(t *testing.T) {
 func TestPasswordCheckWaitBoundedByConnectTimeout(t *testing.T) {
 	cfg := authConfig(t)
 	cfg.AuthFailureBurst = 1000
-	cfg.ConnectTimeout = 500 * 1e6 // 500ms: long enough to send CONNECT on a loaded machine
+	cfg.ConnectTimeout = time.Second // long enough to send CONNECT on a loaded machine
 	e := start(t, cfg)
 	checks := holdChecks(t, e, "wrong")
 	slots := cap(e.a.logins.checks)
