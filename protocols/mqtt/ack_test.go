@@ -94,13 +94,13 @@ func (j *gateJournal) First() uint64                   { return math.MaxUint64 }
 func (j *gateJournal) Last() uint64                    { j.mu.Lock(); defer j.mu.Unlock(); return j.last }
 func (j *gateJournal) NewReader() bridge.JournalReader { return nil }
 
-// rawPublish is a PUBLISH of QoS 1 or 2 with a packet id.
-func rawPublish(topic, payload string, qos byte, id uint16) []byte {
+// publishPacket is a PUBLISH of QoS 1 or 2 with a packet id.
+func publishPacket(topic, payload string, qos byte, id uint16) []byte {
 	body := binary.BigEndian.AppendUint16(nil, uint16(len(topic)))
 	body = append(body, topic...)
 	body = binary.BigEndian.AppendUint16(body, id)
 	body = append(body, payload...)
-	return append([]byte{0x30 | qos<<1, byte(len(body))}, body...)
+	return packet(0x30|qos<<1, body)
 }
 
 // rawConnected dials, sends CONNECT and reads the CONNACK.
@@ -149,7 +149,7 @@ func durableEnv(t *testing.T, cfg *Config) (*env, *gateJournal) {
 func TestAckAfterDisk(t *testing.T) {
 	e, j := durableEnv(t, testConfig())
 	c, r := rawConnected(t, e.addr(), rawConnect311)
-	send(t, c, rawPublish("devices/d1/t", "1", 1, 1), rawPublish("devices/d1/t", "2", 1, 2), rawPublish("devices/d1/t", "3", 1, 3))
+	send(t, c, publishPacket("devices/d1/t", "1", 1, 1), publishPacket("devices/d1/t", "2", 1, 2), publishPacket("devices/d1/t", "3", 1, 3))
 	got := e.next(3) // all three read and visible while none is durable
 	if n := e.counter(e.a.metrics.acks.written); n != 0 {
 		t.Fatalf("%v acks written before anything was on disk", n)
@@ -178,7 +178,7 @@ func TestAckOrderAcrossTopics(t *testing.T) {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
 	c, r := rawConnected(t, e.addr(), rawConnect311)
-	send(t, c, rawPublish("devices/d1/t", "1", 1, 1), rawPublish("other/x", "hello", 1, 2), rawPublish("devices/d1/t", "3", 1, 3))
+	send(t, c, publishPacket("devices/d1/t", "1", 1, 1), publishPacket("other/x", "hello", 1, 2), publishPacket("devices/d1/t", "3", 1, 3))
 	e.next(2)
 	select {
 	case topic := <-delivered:
@@ -203,18 +203,18 @@ func TestAckOrderAcrossTopics(t *testing.T) {
 func TestAckQoS2(t *testing.T) {
 	e, j := durableEnv(t, testConfig())
 	c, r := rawConnected(t, e.addr(), rawConnect311)
-	send(t, c, rawPublish("devices/d1/t", "1", 2, 7))
+	send(t, c, publishPacket("devices/d1/t", "1", 2, 7))
 	e.next(1)
 	e.waitFor("the PUBREC pending", func() bool { return e.counter(e.a.metrics.acks.pending) == 1 })
 	j.release(0)
 	expectAck(t, r, packets.Pubrec<<4, 7)
-	dup := rawPublish("devices/d1/t", "1", 2, 7)
+	dup := publishPacket("devices/d1/t", "1", 2, 7)
 	dup[0] |= 0x08
 	send(t, c, dup)
 	expectAck(t, r, packets.Pubrec<<4, 7)
 	send(t, c, []byte{0x62, 2, 0, 7}) // PUBREL
 	expectAck(t, r, packets.Pubcomp<<4, 7)
-	send(t, c, rawPublish("devices/d1/t", "2", 1, 8))
+	send(t, c, publishPacket("devices/d1/t", "2", 1, 8))
 	if m := e.next(1)[0]; m.Value.String() != "2" {
 		t.Fatalf("after the retransmission the hub got %v, want the next reading 2", m.Value)
 	}
@@ -227,7 +227,7 @@ func TestAckWindow(t *testing.T) {
 	cfg.MaxInflight = 2
 	e, j := durableEnv(t, cfg)
 	c, r := rawConnected(t, e.addr(), rawConnect311)
-	send(t, c, rawPublish("devices/d1/t", "1", 1, 1), rawPublish("devices/d1/t", "2", 1, 2), rawPublish("devices/d1/t", "3", 1, 3))
+	send(t, c, publishPacket("devices/d1/t", "1", 1, 1), publishPacket("devices/d1/t", "2", 1, 2), publishPacket("devices/d1/t", "3", 1, 3))
 	e.next(2)
 	e.waitFor("the third publish waiting for a place", func() bool { return e.counter(e.a.metrics.acks.windowFull) == 1 })
 	if got := e.hub.LastSequence(); got != 2 {
@@ -249,7 +249,7 @@ func TestAckWindow(t *testing.T) {
 func TestAckUnavailable(t *testing.T) {
 	e, j := durableEnv(t, testConfig())
 	c, r := rawConnected(t, e.addr(), rawConnect5)
-	send(t, c, rawPublish5("devices/d1/t", "1", 1, 1))
+	send(t, c, publishPacket5("devices/d1/t", "1", 1, 1))
 	e.next(1)
 	j.fail()
 	typ, body, err := readPacket(r)
@@ -262,19 +262,19 @@ func TestAckUnavailable(t *testing.T) {
 	}
 
 	c3, r3 := rawConnected(t, e.addr(), rawConnect311)
-	send(t, c3, rawPublish("devices/d1/t", "2", 1, 1))
+	send(t, c3, publishPacket("devices/d1/t", "2", 1, 1))
 	expectClosed(t, r3, "3.1.1 publish while the log is unavailable")
 	if n := e.counter(e.a.metrics.acks.written); n != 0 {
 		t.Fatalf("%v acks written while the log is unavailable", n)
 	}
 }
 
-// rawPublish5 is an MQTT 5 PUBLISH with no properties.
-func rawPublish5(topic, payload string, qos byte, id uint16) []byte {
+// publishPacket5 is an MQTT 5 PUBLISH with no properties.
+func publishPacket5(topic, payload string, qos byte, id uint16) []byte {
 	body := binary.BigEndian.AppendUint16(nil, uint16(len(topic)))
 	body = append(body, topic...)
 	body = binary.BigEndian.AppendUint16(body, id)
 	body = append(body, 0) // properties
 	body = append(body, payload...)
-	return append([]byte{0x30 | qos<<1, byte(len(body))}, body...)
+	return packet(0x30|qos<<1, body)
 }

@@ -42,6 +42,7 @@ type Adapter struct {
 	lim       *limiter // our lines that clients can cause
 	brokerLim *limiter // mochi's lines, apart so that its chatter cannot starve ours
 	metrics   *metrics
+	logins    *loginGuard // password checks: queue, throttle, cache (login.go)
 	// live is what a reload can change without touching connections: accounts,
 	// topic patterns, configured devices, payload bounds. Swapped whole.
 	live     atomic.Pointer[live]
@@ -123,6 +124,7 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 		ready: make(chan struct{}),
 	}
 	a.metrics = newMetrics(&a.srv)
+	a.logins = newLoginGuard(a.metrics)
 	a.lim = newLimiter(logRate, logBurst, a.metrics.logsDropped)
 	a.brokerLim = newLimiter(logRate, logBurst, a.metrics.logsDropped)
 	lv, err := newLive(cfg)
@@ -300,7 +302,8 @@ func (a *Adapter) newServer() *mochi.Server {
 	return mochi.New(&mochi.Options{
 		Capabilities: caps,
 		InlineClient: true, // Write publishes through it, without a loopback client
-		Logger:       slog.New(ratelog.Handler(a.log.With("component", "broker").Handler(), a.brokerLim)),
+		// No secret reaches the log: mochi logs whole packets (logging.go).
+		Logger: slog.New(redactPackets(ratelog.Handler(a.log.With("component", "broker").Handler(), a.brokerLim))),
 		// $SYS topics are refreshed every 10s rather than every second: nobody on a
 		// small gateway needs them fresher, and each refresh is a publish.
 		SysTopicResendInterval: 10,

@@ -1,11 +1,7 @@
 package mqtt
 
 import (
-	"context"
-	"runtime"
 	"strings"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
 // account is a configured user with its access lists.
@@ -16,14 +12,13 @@ type account struct {
 	subscribe []string
 }
 
-// authorizer decides who may connect and what they may publish and subscribe.
+// authorizer decides who may connect and what they may publish and subscribe. It is
+// rebuilt whole on a reload; what outlives a reload (the password checks' queue, the
+// throttle, the cache) is the adapter's loginGuard.
 type authorizer struct {
 	anonymous bool
 	users     map[string]*account
 	clients   []ClientConfig // certificate logins' devices (certauth.go)
-	// checks bounds concurrent bcrypt comparisons: each costs tens of milliseconds of
-	// CPU on purpose, and a burst of connections must not take every core.
-	checks chan struct{}
 }
 
 // dummyHash is compared against when the username is unknown, so that an unknown
@@ -37,7 +32,6 @@ func newAuthorizer(cfg *Config) *authorizer {
 		anonymous: cfg.AllowAnonymous,
 		users:     make(map[string]*account, len(cfg.Users)),
 		clients:   cfg.Clients,
-		checks:    make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}
 	for _, u := range cfg.Users {
 		a.users[u.Username] = &account{name: u.Username, hash: []byte(u.PasswordHash), publish: u.Publish, subscribe: u.Subscribe}
@@ -52,32 +46,9 @@ const (
 	authBadCredentials            // unknown user or wrong password
 	authNotAuthorized             // anonymous, and anonymous access is off
 	authCancelled                 // shutting down while waiting for a check
+	authThrottled                 // the source has failed too many logins of late; not checked
+	authBusy                      // the wait for a check reached the connect deadline
 )
-
-// authenticate checks a CONNECT's credentials. An empty username is anonymous.
-func (a *authorizer) authenticate(ctx context.Context, username, password []byte) authResult {
-	if len(username) == 0 {
-		if a.anonymous {
-			return authOK
-		}
-		return authNotAuthorized
-	}
-	select {
-	case a.checks <- struct{}{}:
-		defer func() { <-a.checks }()
-	case <-ctx.Done():
-		return authCancelled
-	}
-	acc, ok := a.users[string(username)]
-	hash := dummyHash
-	if ok {
-		hash = acc.hash
-	}
-	if err := bcrypt.CompareHashAndPassword(hash, password); err != nil || !ok {
-		return authBadCredentials
-	}
-	return authOK
-}
 
 // user returns the account of a connected client's username; nil means anonymous.
 func (a *authorizer) user(username []byte) (acc *account, known bool) {

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"path"
 	"strings"
 
@@ -150,42 +149,25 @@ func (a *authorizer) allowCertRead(identity, filter string) bool {
 // certificate: a certificate login, or a refusal with the CONNACK code that says
 // why.
 func (h *hook) certConnect(cl *mochi.Client, pk packets.Packet, identity string) error {
-	v5 := cl.Properties.ProtocolVersion == 5
 	lv := h.a.cur()
-	var code packets.Code
-	var reason string
+	var r *refusal
 	switch {
 	case len(pk.Connect.Username) > 0 && string(pk.Connect.Username) != identity:
 		// A user name that is not the certificate's, without a password: not a
 		// login we can check.
-		code, reason = packets.ErrBadUsernameOrPassword, refusedBadCredentials
-		if !v5 {
-			code = err3BadUsernameOrPassword
-		}
+		r = &refuseBadCredentials
 	case len(lv.auth.certDevices(identity)) == 0:
-		code, reason = packets.ErrNotAuthorized, refusedNoDevice
-		if !v5 {
-			code = packets.Err3NotAuthorized
-		}
-	case cl.ID == mochi.InlineClientId:
-		code, reason = packets.ErrClientIdentifierNotValid, refusedClientID
-		if !v5 {
-			code = packets.Err3ClientIdentifierNotValid
-		}
+		r = &refuseNoDevice
 	case pk.Connect.WillFlag && !lv.auth.allowCertPublish(identity, lv.topics, pk.Connect.WillTopic):
-		code, reason = packets.ErrNotAuthorized, refusedWillTopic
-		if !v5 {
-			code = packets.Err3NotAuthorized
-		}
+		r = &refuseWillTopic
 	default:
-		if c, ok := cl.Net.Conn.(*conn); ok {
-			c.cert.Store(&certLogin{identity: identity})
-		}
-		return nil
+		r = h.clientIDRefusal(cl, pk, certOwner(identity), identity) // session.go
 	}
-	h.a.metrics.refused.WithLabelValues(reason).Inc()
-	limitedLog(h.a.log, h.a.lim, slog.LevelInfo, "mqtt: connection refused", "reason", reason,
-		"client", cl.ID, "identity", identity, "username", string(pk.Connect.Username), "remote", cl.Net.Remote)
-	_ = h.srv.SendConnack(cl, code, false, nil)
-	return code
+	if r != nil {
+		return h.refuseConnect(cl, pk, *r, "identity", identity)
+	}
+	if c, ok := cl.Net.Conn.(*conn); ok {
+		c.cert.Store(&certLogin{identity: identity})
+	}
+	return nil
 }

@@ -46,6 +46,17 @@ const (
 	// DefaultSessionExpiry bounds how long the session of a disconnected client with
 	// a persistent session (clean=false, or a v5 session expiry) is kept.
 	DefaultSessionExpiry = time.Hour
+	// DefaultAuthFailureBurst and DefaultAuthFailureInterval throttle failed logins
+	// per source (an IP address, an IPv6 /64): a burst of failures, then one more
+	// password check per interval (login.go).
+	DefaultAuthFailureBurst    = 10
+	DefaultAuthFailureInterval = 5 * time.Second
+	// DefaultAuthCacheTTL is how long a successful password check is remembered, so
+	// that a reconnecting client skips bcrypt.
+	DefaultAuthCacheTTL = 10 * time.Minute
+	// maxAuthCacheTTL: a remembered login outlives a revoked password no longer than
+	// a reload (a changed password_hash ends it) or this.
+	maxAuthCacheTTL = 24 * time.Hour
 )
 
 // Config is the `mqtt:` section plus the `devices:` entries with `protocol: mqtt`.
@@ -67,6 +78,14 @@ type Config struct {
 	MaxRetained         int           `yaml:"max_retained"`
 	ConnectTimeout      time.Duration `yaml:"connect_timeout"`
 	SessionExpiry       time.Duration `yaml:"session_expiry"`
+
+	// ClientID binds client ids to logins: a path.Match glob in which {username}
+	// stands for the username, or a certificate login's identity (session.go).
+	// Empty: any id, but an id whose session another identity holds is refused.
+	ClientID            string        `yaml:"client_id"`
+	AuthFailureBurst    int           `yaml:"auth_failure_burst"`
+	AuthFailureInterval time.Duration `yaml:"auth_failure_interval"`
+	AuthCacheTTL        time.Duration `yaml:"auth_cache_ttl"` // 0: no cache
 
 	// Devices come from the top-level `devices:` list (AddDevice), not this section.
 	Devices []DeviceConfig `yaml:"-"`
@@ -123,6 +142,9 @@ func NewConfig() *Config {
 		MaxRetained:         DefaultMaxRetained,
 		ConnectTimeout:      DefaultConnectTimeout,
 		SessionExpiry:       DefaultSessionExpiry,
+		AuthFailureBurst:    DefaultAuthFailureBurst,
+		AuthFailureInterval: DefaultAuthFailureInterval,
+		AuthCacheTTL:        DefaultAuthCacheTTL,
 	}
 }
 
@@ -175,6 +197,7 @@ func (c *Config) Validate() []error {
 		{"max_points_per_message", c.MaxPointsPerMessage},
 		{"max_inflight", c.MaxInflight},
 		{"max_retained", c.MaxRetained},
+		{"auth_failure_burst", c.AuthFailureBurst},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
@@ -192,6 +215,15 @@ func (c *Config) Validate() []error {
 	}
 	if c.SessionExpiry < 0 || c.SessionExpiry > 1<<32*time.Second {
 		add("mqtt: session_expiry: must be between 0 and 136 years, got %s", c.SessionExpiry)
+	}
+	if c.AuthFailureInterval <= 0 {
+		add("mqtt: auth_failure_interval: must be positive, got %s", c.AuthFailureInterval)
+	}
+	if c.AuthCacheTTL < 0 || c.AuthCacheTTL > maxAuthCacheTTL {
+		add("mqtt: auth_cache_ttl: must be between 0 (no cache) and %s, got %s", maxAuthCacheTTL, c.AuthCacheTTL)
+	}
+	if err := validateClientIDPattern(c.ClientID); err != nil {
+		add("mqtt: %w", err)
 	}
 
 	users := map[string]bool{}

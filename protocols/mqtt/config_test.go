@@ -3,6 +3,7 @@ package mqtt
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -71,6 +72,10 @@ max_inflight: 16
 max_retained: 50
 connect_timeout: 3s
 session_expiry: 10m
+client_id: "{username}-*"
+auth_failure_burst: 3
+auth_failure_interval: 1m
+auth_cache_ttl: 0s
 `)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +83,8 @@ session_expiry: 10m
 	if errs := cfg.Validate(); len(errs) > 0 {
 		t.Fatalf("valid config refused: %v", errs)
 	}
-	if cfg.Listeners[1].TLS.ClientCAFile != "ca.crt" || cfg.MaxInflight != 16 || cfg.SessionExpiry.Minutes() != 10 {
+	if cfg.Listeners[1].TLS.ClientCAFile != "ca.crt" || cfg.MaxInflight != 16 || cfg.SessionExpiry.Minutes() != 10 ||
+		cfg.ClientID != "{username}-*" || cfg.AuthFailureBurst != 3 || cfg.AuthFailureInterval.Minutes() != 1 || cfg.AuthCacheTTL != 0 {
 		t.Errorf("decoded: %+v", cfg)
 	}
 }
@@ -111,6 +117,10 @@ func TestValidate(t *testing.T) {
 		{"tiny packets", func(c *Config) { c.MaxPacketSize = 10 }, "mqtt: max_packet_size"},
 		{"huge inflight", func(c *Config) { c.MaxInflight = 70000 }, "mqtt: max_inflight"},
 		{"no connect timeout", func(c *Config) { c.ConnectTimeout = 0 }, "mqtt: connect_timeout"},
+		{"no failure burst", func(c *Config) { c.AuthFailureBurst = 0 }, "mqtt: auth_failure_burst: must be positive"},
+		{"no failure interval", func(c *Config) { c.AuthFailureInterval = 0 }, "mqtt: auth_failure_interval: must be positive"},
+		{"cache for ever", func(c *Config) { c.AuthCacheTTL = 48 * time.Hour }, "mqtt: auth_cache_ttl: must be between"},
+		{"bad client_id glob", func(c *Config) { c.ClientID = "{username}-[" }, `mqtt: client_id: "{username}-[" is not a glob`},
 		{"bad pattern", func(c *Config) { c.Topics = []TopicConfig{{Pattern: "devices/+/{point}"}} }, `mqtt: topics[0]: pattern "devices/+/{point}"`},
 		{"no patterns", func(c *Config) { c.Topics = nil }, "mqtt: topics: at least one"},
 		{"user without hash", func(c *Config) { c.Users = []UserConfig{{Username: "u"}} }, `mqtt: user "u": password_hash: required`},

@@ -20,14 +20,17 @@
 // disconnected, so that it sends the message again.
 //
 // The package also owns the broker's safety: accounts with bcrypt hashes and per-user
-// access lists, logins by client certificate (on a tls listener with client_ca_file,
+// access lists; logins by client certificate (on a tls listener with client_ca_file,
 // a CONNECT without a password logs in as the certificate's identity and may publish
 // only its own devices' readings and subscribe only to their write topics; see
-// certauth.go), plaintext refused off loopback (and a warning at start for each
-// listener that insecure: true lets through), bounded connections, packets,
-// in-flight windows and retained messages, rate-limited logs, and a listener of its
-// own that contains a panic in mochi's packet decoding to the one connection that
-// caused it.
+// certauth.go); sessions bound to the identity that created them (session.go);
+// password checks throttled per source, bounded by connect_timeout and cached
+// (login.go); no secret in the log (logging.go); plaintext refused off loopback (and a
+// warning at start for each listener that insecure: true lets through); bounded
+// connections, packets, in-flight windows and retained messages; rate-limited logs;
+// and a listener of its own that contains a panic in mochi's packet decoding to the
+// one connection that caused it. docs/security.md says what each refusal looks like
+// to a device.
 //
 // It is not a general-purpose broker configuration: bridges to other brokers,
 // websockets and persistent storage of sessions across restarts are not offered.
@@ -51,8 +54,14 @@
 //	max_points_per_message:  256
 //	max_inflight:            256 (QoS 1/2 messages unacknowledged per client, each way)
 //	max_retained:            10000
-//	connect_timeout:         10s (TLS handshake and CONNECT)
+//	connect_timeout:         10s (TLS handshake and CONNECT, the wait for a password check included)
 //	session_expiry:          1h (the longest a disconnected persistent session is kept)
+//	client_id:               "" (a glob binding client ids to logins, {username} standing for the
+//	                         username or a certificate login's identity, e.g. "{username}-*";
+//	                         empty: any id, but one whose session another identity holds is refused)
+//	auth_failure_burst:      10 (failed logins per source, an IP or IPv6 /64, before it is throttled)
+//	auth_failure_interval:   5s (then one more password check per interval)
+//	auth_cache_ttl:          10m (a successful check is remembered this long; 0: never)
 //
 // `devices:` entries with `protocol: mqtt` give static labels, units and priorities:
 //

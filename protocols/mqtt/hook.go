@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -48,12 +49,16 @@ type hook struct {
 	// sysRetained is how many $SYS topics mochi retains itself, measured once Serve
 	// has published them.
 	sysRetained atomic.Int64
+	// sessions binds client ids to the identities that hold their sessions
+	// (session.go).
+	sessions sessions
 }
 
 var provided = []byte{
 	mochi.OnConnect,
 	mochi.OnConnectAuthenticate,
 	mochi.OnACLCheck,
+	mochi.OnSessionEstablish,
 	mochi.OnSessionEstablished,
 	mochi.OnDisconnect,
 	mochi.OnPublish,
@@ -68,84 +73,106 @@ func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 
 // v3 has no code for "bad user name or password" among mochi's v3 constants.
 var err3BadUsernameOrPassword = packets.Code{Code: 0x04, Reason: "bad user name or password"}
 
+// refusal is why a CONNECT is refused: its CONNACK code for v5 and for 3.1.1, and the
+// reason label of connections_refused_total.
+type refusal struct {
+	v5, v3 packets.Code
+	reason string
+}
+
+var (
+	refuseBadCredentials  = refusal{packets.ErrBadUsernameOrPassword, err3BadUsernameOrPassword, refusedBadCredentials}
+	refuseNotAuthorized   = refusal{packets.ErrNotAuthorized, packets.Err3NotAuthorized, refusedNotAuthorized}
+	refuseShuttingDown    = refusal{packets.ErrServerUnavailable, packets.Err3ServerUnavailable, refusedShuttingDown}
+	refuseWillTopic       = refusal{packets.ErrNotAuthorized, packets.Err3NotAuthorized, refusedWillTopic}
+	refuseNoDevice        = refusal{packets.ErrNotAuthorized, packets.Err3NotAuthorized, refusedNoDevice}
+	refuseInlineClientID  = refusal{packets.ErrClientIdentifierNotValid, packets.Err3ClientIdentifierNotValid, refusedClientID}
+	refuseClientIDTaken   = refusal{packets.ErrClientIdentifierNotValid, packets.Err3ClientIdentifierNotValid, refusedClientIDTaken}
+	refuseClientIDPattern = refusal{packets.ErrClientIdentifierNotValid, packets.Err3ClientIdentifierNotValid, refusedClientIDPattern}
+	refuseThrottled       = refusal{packets.ErrConnectionRateExceeded, packets.Err3ServerUnavailable, refusedThrottled}
+	refuseBusy            = refusal{packets.ErrServerBusy, packets.Err3ServerUnavailable, refusedBusy}
+)
+
+// refuseConnect counts, logs and answers a refused CONNECT; its result is what
+// OnConnect returns. args add to the log line.
+func (h *hook) refuseConnect(cl *mochi.Client, pk packets.Packet, r refusal, args ...any) error {
+	code := r.v5
+	if cl.Properties.ProtocolVersion != 5 {
+		code = r.v3
+	}
+	h.a.metrics.refused.WithLabelValues(r.reason).Inc()
+	args = append([]any{"reason", r.reason, "client", cl.ID, "username", string(pk.Connect.Username),
+		"remote", cl.Net.Remote}, args...)
+	limitedLog(h.a.log, h.a.lim, slog.LevelInfo, "mqtt: connection refused", args...)
+	if r == refuseBusy {
+		// The wait for a password check ran into the connect deadline, which is
+		// the connection's too: give the answer a moment of its own.
+		_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(busyAnswerGrace))
+	}
+	_ = h.srv.SendConnack(cl, code, false, nil)
+	return code
+}
+
 // OnConnect authenticates. It runs before OnConnectAuthenticate, and unlike it can
 // choose the CONNACK code: a wrong password and "anonymous not allowed" are
 // different answers (v5 0x86 / 0x87, v3.1.1 4 / 5).
 //
 // It also checks the will topic against the user's publish list: mochi publishes a
 // will without asking OnACLCheck (Server.sendLWT), so a user could otherwise publish
-// anywhere by setting a will and hanging up. And it refuses mochi's inline client id,
-// which a network client could otherwise take over.
+// anywhere by setting a will and hanging up. And it checks the client id: mochi's
+// inline client's id, an id whose session belongs to another identity, or one that
+// does not fit mqtt.client_id is refused (session.go).
 func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
-	var code packets.Code
-	var reason string
-	v5 := cl.Properties.ProtocolVersion == 5
 	if id := certIdentity(cl); id != "" && !pk.Connect.PasswordFlag {
 		return h.certConnect(cl, pk, id) // certauth.go
 	}
-	result := h.a.cur().auth.authenticate(h.ctx, pk.Connect.Username, pk.Connect.Password)
-	switch {
-	case result == authOK && cl.ID == mochi.InlineClientId:
-		code, reason = packets.ErrClientIdentifierNotValid, refusedClientID
-		if !v5 {
-			code = packets.Err3ClientIdentifierNotValid
+	lv := h.a.cur()
+	var r *refusal
+	switch h.a.logins.authenticate(h.ctx, lv, cl, pk) { // login.go
+	case authOK:
+		switch {
+		case pk.Connect.WillFlag && !lv.auth.allowPublish(pk.Connect.Username, pk.Connect.WillTopic):
+			r = &refuseWillTopic
+		default:
+			r = h.clientIDRefusal(cl, pk, userOwner(pk.Connect.Username), string(pk.Connect.Username))
 		}
-	case result == authOK && pk.Connect.WillFlag && !h.a.cur().auth.allowPublish(pk.Connect.Username, pk.Connect.WillTopic):
-		code, reason = packets.ErrNotAuthorized, refusedWillTopic
-		if !v5 {
-			code = packets.Err3NotAuthorized
-		}
-	case result == authOK:
-		return nil
-	case result == authBadCredentials:
-		code, reason = packets.ErrBadUsernameOrPassword, refusedBadCredentials
-		if !v5 {
-			code = err3BadUsernameOrPassword
-		}
-	case result == authNotAuthorized:
-		code, reason = packets.ErrNotAuthorized, refusedNotAuthorized
-		if !v5 {
-			code = packets.Err3NotAuthorized
-		}
+	case authBadCredentials:
+		r = &refuseBadCredentials
+	case authNotAuthorized:
+		r = &refuseNotAuthorized
+	case authThrottled:
+		r = &refuseThrottled
+	case authBusy:
+		r = &refuseBusy
 	default:
-		code, reason = packets.ErrServerUnavailable, refusedShuttingDown
-		if !v5 {
-			code = packets.Err3ServerUnavailable
-		}
+		r = &refuseShuttingDown
 	}
-	h.a.metrics.refused.WithLabelValues(reason).Inc()
-	limitedLog(h.a.log, h.a.lim, slog.LevelInfo, "mqtt: connection refused", "reason", reason,
-		"client", cl.ID, "username", string(pk.Connect.Username), "remote", cl.Net.Remote)
-	_ = h.srv.SendConnack(cl, code, false, nil)
-	return code
+	if r == nil {
+		return nil
+	}
+	return h.refuseConnect(cl, pk, *r)
 }
 
 // OnConnectAuthenticate lets through what OnConnect accepted: mochi refuses every
 // client unless some hook says yes here.
 func (h *hook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
 
+// ACL actions, the values of the action label of acl_denied_total.
+const (
+	actionPublish = "publish"
+	actionRead    = "read"
+	actionQueued  = "queued" // a queued message dropped when its session changed hands (session.go)
+)
+
 // OnACLCheck applies the users' access lists. write is a publish; otherwise topic is
 // a subscription filter or the topic of a message about to be delivered.
 func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
-	var ok bool
-	action := "publish"
-	if !write {
-		action = "read"
-	}
-	switch lv := h.a.cur(); {
-	case loggedInByCert(cl) != nil: // certauth.go
-		id := loggedInByCert(cl).identity
-		if write {
-			ok = lv.auth.allowCertPublish(id, lv.topics, topic)
-		} else {
-			ok = lv.auth.allowCertRead(id, topic)
-		}
-	case write:
-		ok = lv.auth.allowPublish(cl.Properties.Username, topic)
-	default:
-		ok = lv.auth.allowRead(cl.Properties.Username, topic)
-	}
+	ok := h.allowed(cl, topic, write)
 	if !ok {
+		action := actionPublish
+		if !write {
+			action = actionRead
+		}
 		h.a.metrics.aclDenied.WithLabelValues(action).Inc()
 		limitedLog(h.a.log, h.a.lim, slog.LevelInfo, "mqtt: access denied", "action", action, "topic", topic,
 			"client", cl.ID, "username", string(cl.Properties.Username))
@@ -153,11 +180,28 @@ func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	return ok
 }
 
+// allowed is the access lists' answer, for a password or a certificate login.
+func (h *hook) allowed(cl *mochi.Client, topic string, write bool) bool {
+	lv := h.a.cur()
+	if cert := loggedInByCert(cl); cert != nil { // certauth.go
+		if write {
+			return lv.auth.allowCertPublish(cert.identity, lv.topics, topic)
+		}
+		return lv.auth.allowCertRead(cert.identity, topic)
+	}
+	if write {
+		return lv.auth.allowPublish(cl.Properties.Username, topic)
+	}
+	return lv.auth.allowRead(cl.Properties.Username, topic)
+}
+
 // OnSessionEstablished marks the client's connection for the panic recovery and, when
-// the client id is a known device, that device connected.
+// the client id is a known device, that device connected. mochi has registered the
+// client: its id's claim is settled (session.go).
 func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 	if c, ok := cl.Net.Conn.(*conn); ok {
 		c.client.Store(cl)
+		h.sessions.settled(c)
 	}
 	if h.a.knownDevice(cl.ID) {
 		h.a.presence.seen(cl, cl.ID)

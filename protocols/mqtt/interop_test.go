@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/edgegate/edgegate/bridge"
@@ -51,5 +52,29 @@ func TestMosquittoPub(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, bin, "-h", host, "-p", port, "-V", "mqttv5", "-u", "site", "-P", "bad",
 		"-t", "devices/x/y", "-m", "1").CombinedOutput(); err == nil {
 		t.Errorf("mosquitto_pub with a bad password succeeded: %s", out)
+	}
+}
+
+// TestMosquittoClientIDTakeover: mosquitto_pub logged in as pos-1 with the client id
+// of pos-2's kept session is refused, in 3.1.1 and 5 (issue 19.2), and says why.
+func TestMosquittoClientIDTakeover(t *testing.T) {
+	bin, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		t.Skip("mosquitto_pub is not installed (Debian package mosquitto-clients)")
+	}
+	e := start(t, sessionConfig(t))
+	awaySession(t, e, 4, dialTCP(e.addr()), "pos-2", "pos-2", "pw2", "devices/pos-2/+/set")
+	host, port, _ := net.SplitHostPort(e.addr())
+	for _, version := range []string{"mqttv311", "mqttv5"} {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		out, err := exec.CommandContext(ctx, bin, "-h", host, "-p", port, "-V", version, "-i", "pos-2", "-c",
+			"-u", "pos-1", "-P", "s3cret", "-t", "devices/pos-1/temp", "-m", "1").CombinedOutput()
+		cancel()
+		if err == nil || !strings.Contains(strings.ToLower(string(out)), "identifier") {
+			t.Errorf("mosquitto_pub -V %s as pos-1 with client id pos-2: %v: %s", version, err, out)
+		}
+	}
+	if n := e.counter(e.a.metrics.refused.WithLabelValues(refusedClientIDTaken)); n != 2 {
+		t.Errorf("refused for a taken client id: %v, want 2", n)
 	}
 }

@@ -72,6 +72,14 @@ type conn struct {
 	shutdown atomic.Bool
 	cert     atomic.Pointer[certLogin] // set by OnConnect for a certificate login
 	labels   labelCache                // the labels of the client's latest device topic (ingest.go)
+	// connectBy is the connect_timeout deadline, set before the connection's
+	// goroutine starts: the wait for a password check counts against it (login.go).
+	connectBy time.Time
+	// owner is the identity whose session this connection's client is; claimed is
+	// its client id, and sessions the registry of the claim, set by OnConnect
+	// (session.go). owner is read by other connections under sessions.mu.
+	owner, claimed string
+	sessions       *sessions
 }
 
 func (c *conn) SetDeadline(t time.Time) error {
@@ -148,8 +156,9 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			_ = nc.Close()
 			continue
 		}
-		_ = nc.SetDeadline(time.Now().Add(l.timeout))
-		c := &conn{Conn: nc}
+		connectBy := time.Now().Add(l.timeout)
+		_ = nc.SetDeadline(connectBy)
+		c := &conn{Conn: nc, connectBy: connectBy}
 		if !l.track(c) {
 			_ = nc.Close()
 			<-l.guard.slots
@@ -192,6 +201,9 @@ func (l *listener) untrack(c *conn) {
 func (l *listener) serveConn(establish listeners.EstablishFn, c *conn) {
 	defer l.wg.Done()
 	defer func() {
+		if c.sessions != nil {
+			c.sessions.settled(c) // a claim that mochi never registered (session.go)
+		}
 		l.untrack(c)
 		l.guard.metrics.open.Dec()
 		<-l.guard.slots

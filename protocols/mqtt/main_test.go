@@ -74,7 +74,10 @@ func startEnv(t *testing.T, cfg *Config, pe protocols.Env) *env {
 func startHub(t *testing.T, cfg *Config, pe protocols.Env, hc bridge.HubConfig) *env {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	pe.Logger, pe.Metrics = testLogger(t), reg
+	if pe.Logger == nil {
+		pe.Logger = testLogger(t)
+	}
+	pe.Metrics = reg
 	ad, err := cfg.New(pe)
 	if err != nil {
 		t.Fatalf("New: %v", err)

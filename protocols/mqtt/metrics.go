@@ -17,6 +17,14 @@ const (
 	refusedClientID       = "client_id"
 	refusedTLS            = "tls"       // the TLS handshake failed: no, a foreign or an expired client certificate
 	refusedNoDevice       = "no_device" // a certificate login whose identity names no device
+	// The client id's session belongs to another identity, or the id does not fit
+	// mqtt.client_id (session.go).
+	refusedClientIDTaken   = "client_id_taken"
+	refusedClientIDPattern = "client_id_pattern"
+	// The source failed too many logins of late, or the wait for a password check
+	// reached connect_timeout (login.go).
+	refusedThrottled = "throttled"
+	refusedBusy      = "busy"
 )
 
 // Publish results, the values of the result label of publishes_total.
@@ -28,16 +36,20 @@ const (
 )
 
 type metrics struct {
-	open         prometheus.Gauge
-	accepted     prometheus.Counter
-	refused      *prometheus.CounterVec
-	publishes    *prometheus.CounterVec
-	badPayloads  prometheus.Counter
-	panics       prometheus.Counter
-	aclDenied    *prometheus.CounterVec
-	logsDropped  prometheus.Counter
-	acks         *ackMetrics
-	collectables []prometheus.Collector
+	open        prometheus.Gauge
+	accepted    prometheus.Counter
+	refused     *prometheus.CounterVec
+	publishes   *prometheus.CounterVec
+	badPayloads prometheus.Counter
+	panics      prometheus.Counter
+	aclDenied   *prometheus.CounterVec
+	logsDropped prometheus.Counter
+	acks        *ackMetrics
+	// authThrottled: CONNECTs refused before their password was checked, their
+	// source having failed too many; authQueue: CONNECTs waiting for a check.
+	authThrottled prometheus.Counter
+	authQueue     prometheus.Gauge
+	collectables  []prometheus.Collector
 }
 
 // newMetrics builds the adapter's metrics; srv gives the broker's byte counters of
@@ -69,6 +81,13 @@ func newMetrics(srv *atomic.Pointer[mochi.Server]) *metrics {
 			Name: "edgegate_mqtt_log_lines_suppressed_total", Help: "Log lines dropped by the rate limit.",
 		}),
 		acks: newAckMetrics(),
+		authThrottled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgegate_mqtt_auth_throttled_total",
+			Help: "MQTT logins refused without a password check: their source failed too many of late.",
+		}),
+		authQueue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edgegate_mqtt_auth_queue", Help: "MQTT CONNECTs waiting for a password check.",
+		}),
 	}
 	info := func(f func(s *mochi.Server) int64) func() float64 {
 		return func() float64 {
@@ -81,6 +100,7 @@ func newMetrics(srv *atomic.Pointer[mochi.Server]) *metrics {
 	m.collectables = []prometheus.Collector{
 		m.open, m.accepted, m.refused, m.publishes, m.badPayloads, m.panics, m.aclDenied, m.logsDropped,
 		m.acks.pending, m.acks.written, m.acks.windowFull, m.acks.unavailable,
+		m.authThrottled, m.authQueue,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "edgegate_mqtt_received_bytes_total", Help: "Bytes received by the MQTT broker since it started.",
 		}, info(func(s *mochi.Server) int64 { return atomic.LoadInt64(&s.Info.BytesReceived) })),
