@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/edgegate/edgegate/bridge"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
@@ -120,6 +122,14 @@ const sendBatch = 256
 // subscriber falls too far behind (RESOURCE_EXHAUSTED), or the gateway stops
 // (UNAVAILABLE).
 func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamingServer[pb.Message]) error {
+	// Every argument is checked before anything is held or created.
+	want := Budget{MessagesPerSecond: req.GetBudget().GetMessagesPerSecond(), BytesPerSecond: req.GetBudget().GetBytesPerSecond()}
+	if err := checkRate("budget.messages_per_second", want.MessagesPerSecond); err != nil {
+		return err
+	}
+	if err := checkRate("budget.bytes_per_second", want.BytesPerSecond); err != nil {
+		return err
+	}
 	f := bridge.Filter{Devices: req.GetDevices(), Points: req.GetPoints(), Labels: req.GetLabels(),
 		Within: AllowedDevices(stream.Context())} // authorization: what this client may see
 	for _, p := range req.GetProtocols() {
@@ -171,12 +181,17 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 	if err := stream.SendHeader(md); err != nil {
 		return err
 	}
-	want := Budget{MessagesPerSecond: req.GetBudget().GetMessagesPerSecond(), BytesPerSecond: req.GetBudget().GetBytesPerSecond()}
-	if want.MessagesPerSecond < 0 || want.BytesPerSecond < 0 {
-		return status.Error(codes.InvalidArgument, "budget: rates must not be negative")
-	}
 	p := &pacer{own: newBucket(want.capped(s.subCap)), shared: s.shared}
 	return s.pump(stream.Context(), sub, stream, p, req.GetShed())
+}
+
+// checkRate refuses a rate from the network that is not a finite number >= 0:
+// NaN compares false with everything, so it would pass every cap (issue 19.10).
+func checkRate(field string, v float64) error {
+	if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+		return status.Errorf(codes.InvalidArgument, "%s: %v is not a rate: it must be a finite number, zero or more", field, v)
+	}
+	return nil
 }
 
 // pump sends the subscription's messages on the stream, within the pacer's
@@ -326,17 +341,39 @@ func (s *Server) pump(ctx context.Context, sub *bridge.Subscription, stream grpc
 
 // Write routes a write to the device's adapter.
 func (s *Server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResponse, error) {
-	if req.GetDevice() == "" || req.GetPoint() == "" {
-		return nil, status.Error(codes.InvalidArgument, "device and point are required")
+	if err := checkRef(req.GetDevice(), req.GetPoint()); err != nil {
+		return nil, err
 	}
 	v, err := ValueFromProto(req.GetValue())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	if d, ok := v.AsDouble(); ok && (math.IsNaN(d) || math.IsInf(d, 0)) {
+		// No register or node takes it as a setpoint, and adapters would convert it
+		// to an integer type each in its own undefined way.
+		return nil, status.Errorf(codes.InvalidArgument, "device %q point %q: %v is not a value a device can be set to", req.GetDevice(), req.GetPoint(), d)
+	}
 	if err := s.hub.Write(ctx, req.GetDevice(), req.GetPoint(), v); err != nil {
 		return nil, hubStatus(err)
 	}
 	return &pb.WriteResponse{Device: req.GetDevice(), Point: req.GetPoint(), RequestId: req.GetRequestId()}, nil
+}
+
+// checkRef refuses a device or point name that no device can have (the rules of
+// bridge.Ingest): an adapter would refuse it with an error that reads as
+// retryable (UNAVAILABLE), and retrying cannot help.
+func checkRef(device, point string) error {
+	for _, n := range [...]struct{ what, name string }{{"device", device}, {"point", point}} {
+		switch {
+		case n.name == "":
+			return status.Errorf(codes.InvalidArgument, "%s is required", n.what)
+		case len(n.name) > bridge.MaxNameLen:
+			return status.Errorf(codes.InvalidArgument, "%s name is %d bytes long, the limit is %d", n.what, len(n.name), bridge.MaxNameLen)
+		case !utf8.ValidString(n.name):
+			return status.Errorf(codes.InvalidArgument, "%s name %q is not UTF-8", n.what, n.name)
+		}
+	}
+	return nil
 }
 
 // ReservedConsumerPrefix starts the names of the gateway's own durable consumers
@@ -385,6 +422,11 @@ func (s *Server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 			resp.Messages = append(resp.Messages, ToProto(m))
 		}
 		return resp, nil
+	}
+	for _, ref := range req.GetPoints() {
+		if err := checkRef(ref.GetDevice(), ref.GetPoint()); err != nil {
+			return nil, err
+		}
 	}
 	for _, ref := range req.GetPoints() {
 		var m *bridge.Message

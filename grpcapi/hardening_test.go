@@ -1,0 +1,87 @@
+package grpcapi
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgegate/edgegate/bridge"
+	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
+	"github.com/edgegate/edgegate/protocols/payload"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Issue 19.10: a NaN rate compared false with the cap and bypassed
+// grpc.subscriber_budget. Every float of a request is checked.
+func TestBudgetRatesMustBeFinite(t *testing.T) {
+	f := start(t, bridge.HubConfig{}, Options{SubscriberBudget: Budget{MessagesPerSecond: 10}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	publish(t, f.hub.Ingest(bridge.ProtocolMQTT), "fryer-1", "oil_temp", bridge.Double(1), nil)
+	for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1), -1} {
+		for _, b := range []*pb.Budget{{MessagesPerSecond: v}, {BytesPerSecond: v}} {
+			s, err := f.client.Subscribe(ctx, &pb.SubscribeRequest{Budget: b, Start: &pb.SubscribeRequest_FromEarliest{FromEarliest: true}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Before the fix the NaN stream opened and delivered the message.
+			m, err := s.Recv()
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "budget.") {
+				t.Errorf("budget %v: Recv = %v, %v; want INVALID_ARGUMENT naming the field", b, m, err)
+			}
+		}
+	}
+}
+
+// adapterLikeWriter refuses names as the MQTT adapter does: with a plain error,
+// which the service used to report as UNAVAILABLE (retryable).
+type adapterLikeWriter struct{ recordingWriter }
+
+func (w *adapterLikeWriter) Write(ctx context.Context, device, point string, v bridge.Value) error {
+	if err := payload.ValidName(point); err != nil {
+		return err
+	}
+	return w.recordingWriter.Write(ctx, device, point, v)
+}
+
+// Issue 19.13: a Write to a point name no device can have is INVALID_ARGUMENT,
+// not UNAVAILABLE; so is a value no device can be set to, and a bad Read. (A name
+// that is not UTF-8 cannot be sent: protobuf refuses it on both sides.)
+func TestWriteAndReadArgumentCodes(t *testing.T) {
+	f := start(t, bridge.HubConfig{}, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w := &adapterLikeWriter{}
+	f.hub.SetWriter(bridge.ProtocolMQTT, w)
+	publish(t, f.hub.Ingest(bridge.ProtocolMQTT), "pump", "speed", bridge.Int(1), nil)
+	one := ValueToProto(bridge.Int(1))
+	long := strings.Repeat("p", bridge.MaxNameLen+1)
+	for _, c := range []struct {
+		name string
+		req  *pb.WriteRequest
+	}{
+		{"empty point", &pb.WriteRequest{Device: "pump", Value: one}},
+		{"long point", &pb.WriteRequest{Device: "pump", Point: long, Value: one}},
+		{"long device", &pb.WriteRequest{Device: long, Point: "speed", Value: one}},
+		{"no value", &pb.WriteRequest{Device: "pump", Point: "speed"}},
+		{"NaN", &pb.WriteRequest{Device: "pump", Point: "speed", Value: ValueToProto(bridge.Double(math.NaN()))}},
+		{"Inf", &pb.WriteRequest{Device: "pump", Point: "speed", Value: ValueToProto(bridge.Double(math.Inf(1)))}},
+	} {
+		if _, err := f.client.Write(ctx, c.req); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("Write with %s = %v, want INVALID_ARGUMENT", c.name, err)
+		}
+	}
+	if len(w.writes) != 0 {
+		t.Errorf("the adapter was asked to write %v", w.writes)
+	}
+	for _, ref := range []*pb.PointRef{{Device: "pump"}, {Device: "pump", Point: long}} {
+		for _, src := range []pb.ReadSource{pb.ReadSource_READ_SOURCE_CACHE, pb.ReadSource_READ_SOURCE_DEVICE} {
+			if _, err := f.client.Read(ctx, &pb.ReadRequest{Points: []*pb.PointRef{ref}, Source: src}); status.Code(err) != codes.InvalidArgument {
+				t.Errorf("Read %q/%q from %v = %v, want INVALID_ARGUMENT", ref.Device, ref.Point, src, err)
+			}
+		}
+	}
+}
