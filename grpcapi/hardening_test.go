@@ -85,3 +85,40 @@ func TestWriteAndReadArgumentCodes(t *testing.T) {
 		}
 	}
 }
+
+// Issue 19.7: a Subscribe (or ListDevices) filter larger than the bounds is
+// INVALID_ARGUMENT, with the limit in the message.
+func TestFilterBoundsAreInvalidArgument(t *testing.T) {
+	f := start(t, bridge.HubConfig{}, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	publish(t, f.hub.Ingest(bridge.ProtocolMQTT), "fryer-1", "oil_temp", bridge.Double(1), nil)
+	many := make([]string, bridge.MaxFilterPatterns+1)
+	for i := range many {
+		many[i] = "fryer-*" + strings.Repeat("?", i%8)
+	}
+	long := []string{strings.Repeat("*", bridge.MaxPatternLen+1)}
+	for name, req := range map[string]*pb.SubscribeRequest{
+		"devices": {Devices: many}, "points": {Points: many}, "long device glob": {Devices: long}, "long point glob": {Points: long},
+	} {
+		req.Start = &pb.SubscribeRequest_FromEarliest{FromEarliest: true}
+		s, err := f.client.Subscribe(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := s.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "limit") {
+			t.Errorf("Subscribe with too many %s: Recv = %v, %v; want INVALID_ARGUMENT naming the limit", name, m, err)
+		}
+	}
+	if _, err := f.client.ListDevices(ctx, &pb.ListDevicesRequest{Devices: many}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("ListDevices = %v, want INVALID_ARGUMENT", err)
+	}
+	// At the bounds, the stream works.
+	s, err := f.client.Subscribe(ctx, &pb.SubscribeRequest{Devices: many[:bridge.MaxFilterPatterns], Start: &pb.SubscribeRequest_FromEarliest{FromEarliest: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.Recv(); err != nil || m.GetDevice() != "fryer-1" {
+		t.Errorf("at the bounds: %v, %v", m, err)
+	}
+}
