@@ -222,7 +222,8 @@ type PointRef struct{ Device, Point string }
 
 // Read returns the latest cached message of each point, in the order asked. A
 // point never seen is an error (NotFound). Without points it returns every point's
-// latest message, in sequence order.
+// latest message, ordered by device and point (fetched a page at a time: a point
+// that first appears meanwhile may be missing).
 func (c *Client) Read(ctx context.Context, points ...PointRef) ([]*Message, error) {
 	return c.read(ctx, pb.ReadSource_READ_SOURCE_CACHE, points)
 }
@@ -241,18 +242,24 @@ func (c *Client) read(ctx context.Context, src pb.ReadSource, points []PointRef)
 	for _, p := range points {
 		req.Points = append(req.Points, &pb.PointRef{Device: p.Device, Point: p.Point})
 	}
-	resp, err := c.api.Read(ctx, req)
-	if err != nil {
-		if len(points) == 1 {
-			return nil, fmt.Errorf("read %s/%s: %w", points[0].Device, points[0].Point, err)
+	var out []*Message
+	for {
+		resp, err := c.api.Read(ctx, req)
+		if err != nil {
+			if len(points) == 1 {
+				return nil, fmt.Errorf("read %s/%s: %w", points[0].Device, points[0].Point, err)
+			}
+			return nil, fmt.Errorf("read: %w", err)
 		}
-		return nil, fmt.Errorf("read: %w", err)
+		for _, m := range resp.GetMessages() {
+			out = append(out, MessageOf(m))
+		}
+		// Without points the gateway answers a page at a time.
+		if len(points) > 0 || resp.GetNextPageToken() == "" {
+			return out, nil
+		}
+		req.PageToken = resp.GetNextPageToken()
 	}
-	out := make([]*Message, len(resp.GetMessages()))
-	for i, m := range resp.GetMessages() {
-		out[i] = MessageOf(m)
-	}
-	return out, nil
 }
 
 // Latest returns one point's latest cached message.

@@ -2,7 +2,9 @@ package grpcapi
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +122,59 @@ func TestFilterBoundsAreInvalidArgument(t *testing.T) {
 	}
 	if m, err := s.Recv(); err != nil || m.GetDevice() != "fryer-1" {
 		t.Errorf("at the bounds: %v, %v", m, err)
+	}
+}
+
+// Issue 19.9: a Read of every point answers a bounded page and a token for the
+// next; following the tokens returns every point once, ordered.
+func TestReadAllIsPaged(t *testing.T) {
+	f := start(t, bridge.HubConfig{}, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	in := f.hub.Ingest(bridge.ProtocolMQTT)
+	const devices, points = 25, 100 // 2,500 points: two full default pages and a half
+	for d := range devices {
+		for p := range points {
+			publish(t, in, fmt.Sprintf("dev-%02d", d), fmt.Sprintf("p-%03d", p), bridge.Int(int64(p)), nil)
+		}
+	}
+	// An old client: the first page, bounded.
+	first, err := f.client.Read(ctx, &pb.ReadRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.GetMessages()) != DefaultReadPageSize || first.GetNextPageToken() == "" {
+		t.Fatalf("first page: %d messages, token %q; want %d and a token", len(first.GetMessages()), first.GetNextPageToken(), DefaultReadPageSize)
+	}
+	for _, size := range []int32{0, 7, 2500, 1 << 20} {
+		var got []string
+		req := &pb.ReadRequest{PageSize: size}
+		for pages := 0; ; pages++ {
+			if pages > devices*points {
+				t.Fatalf("page size %d: the tokens do not end", size)
+			}
+			resp, err := f.client.Read(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := int(size); size > 0 && len(resp.GetMessages()) > min(want, maxReadPoints) {
+				t.Fatalf("page size %d: a page of %d", size, len(resp.GetMessages()))
+			}
+			for _, m := range resp.GetMessages() {
+				got = append(got, m.GetDevice()+"/"+m.GetPoint())
+			}
+			if resp.GetNextPageToken() == "" {
+				break
+			}
+			req.PageToken = resp.GetNextPageToken()
+		}
+		if len(got) != devices*points || !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
+			t.Errorf("page size %d: %d points (want %d), sorted %v", size, len(got), devices*points, slices.IsSorted(got))
+		}
+	}
+	for _, req := range []*pb.ReadRequest{{PageSize: -1}, {PageToken: "garbage!"}, {PageToken: "AQ"}} {
+		if _, err := f.client.Read(ctx, req); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("Read(%v) = %v, want INVALID_ARGUMENT", req, err)
+		}
 	}
 }
