@@ -8,32 +8,49 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/bridge/journal"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Consumers keeps durable consumers' positions (bridge/journal implements it).
+// Consumers keeps durable consumers' positions and owners (bridge/journal
+// implements it). An owner is an identity under grpc.authz, "" without: a
+// consumer created under an identity belongs to it, and another identity's use
+// is journal.ErrNotOwner.
 type Consumers interface {
 	// CheckConsumer says whether a name may be a consumer's.
 	CheckConsumer(name string) error
-	Position(name string) (uint64, bool)
-	Ack(name string, seq uint64) error
+	// OpenConsumer creates the consumer when new and marks it used; it returns
+	// its acknowledged position, and whether it has one.
+	OpenConsumer(name, owner string, now time.Time) (uint64, bool, error)
+	// AckConsumer moves an existing consumer forward (journal.ErrNoConsumer
+	// when it does not exist) and returns its position.
+	AckConsumer(name, owner string, seq uint64, now time.Time) (uint64, error)
+	RemoveConsumer(name, owner string) error
+	ListConsumers() []journal.ConsumerInfo
+	// ExpireConsumers forgets those last used before cutoff, except the kept.
+	ExpireConsumers(cutoff time.Time, keep func(name string) bool) []string
 }
+
+// DefaultConsumerTTL is how long a durable consumer may stay idle (no Subscribe,
+// no Ack) before it is forgotten (grpc.consumer_ttl).
+const DefaultConsumerTTL = 7 * 24 * time.Hour
 
 // Options bound the service.
 type Options struct {
@@ -50,8 +67,13 @@ type Options struct {
 	// MaxPendingPoints bounds the points a SHED_POLICY_LATEST stream holds a
 	// pending value for; default DefaultMaxPendingPoints.
 	MaxPendingPoints int
+	// ConsumerTTL is how long a durable consumer may be idle; default
+	// DefaultConsumerTTL.
+	ConsumerTTL time.Duration
 	// Metrics registers the stream metrics when not nil.
 	Metrics prometheus.Registerer
+	// Now is the clock of consumers' idle times; default time.Now.
+	Now func() time.Time
 }
 
 // Server implements pb.GatewayServer.
@@ -68,6 +90,10 @@ type Server struct {
 	held       *prometheus.CounterVec
 	conflated  *prometheus.CounterVec
 	pending    *prometheus.GaugeVec
+	ttl        time.Duration
+	now        func() time.Time
+	expired    prometheus.Counter
+	refused    *prometheus.CounterVec
 }
 
 var _ pb.GatewayServer = (*Server)(nil)
@@ -82,6 +108,12 @@ func New(hub *bridge.Hub, opts Options) *Server {
 	}
 	if opts.MaxPendingPoints <= 0 {
 		opts.MaxPendingPoints = DefaultMaxPendingPoints
+	}
+	if opts.ConsumerTTL <= 0 {
+		opts.ConsumerTTL = DefaultConsumerTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	s := &Server{hub: hub, log: opts.Logger, subs: make(chan struct{}, opts.MaxSubscribers), consumers: opts.Consumers,
 		subCap: opts.SubscriberBudget, shared: newBucket(opts.GatewayBudget), maxPending: opts.MaxPendingPoints,
@@ -100,8 +132,21 @@ func New(hub *bridge.Hub, opts Options) *Server {
 			Name: "edgegate_subscriber_pending", Help: "Values that wait for a stream's budget as their point's latest (shed policy latest), by priority.",
 		}, []string{"priority"}),
 	}
+	s.ttl, s.now = opts.ConsumerTTL, opts.Now
+	s.expired = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "edgegate_grpc_consumers_expired_total", Help: "Durable consumers forgotten after grpc.consumer_ttl without a Subscribe or an Ack.",
+	})
+	s.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgegate_grpc_consumer_refused_total",
+		Help: "Uses of a durable consumer refused: not_owner (another identity's), unknown (Ack or delete of one that does not exist), full (1,024 consumers).",
+	}, []string{"reason"})
 	if opts.Metrics != nil {
-		opts.Metrics.MustRegister(s.shed, s.held, s.conflated, s.pending)
+		opts.Metrics.MustRegister(s.shed, s.held, s.conflated, s.pending, s.expired, s.refused)
+		if s.consumers != nil {
+			opts.Metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "edgegate_grpc_consumers", Help: "Durable consumers of clients (the gateway's own, uplink*, are not counted); at most 1,024 in all.",
+			}, func() float64 { return float64(len(s.clientConsumers(""))) }))
+		}
 	}
 	return s
 }
@@ -155,15 +200,10 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 	case *pb.SubscribeRequest_AfterSequence:
 		opts.Start, opts.After = bridge.StartAfter, st.AfterSequence
 	}
-	if name := req.GetConsumer(); name != "" {
-		if s.consumers == nil {
-			return status.Error(codes.FailedPrecondition, "durable consumers need the durable log: set gateway.data_dir")
-		}
+	name := req.GetConsumer()
+	if name != "" {
 		if err := s.checkConsumer(name); err != nil {
-			return status.Errorf(codes.InvalidArgument, "consumer: %v", err)
-		}
-		if pos, ok := s.consumers.Position(name); ok {
-			opts.Start, opts.After = bridge.StartAfter, pos
+			return err
 		}
 	}
 	select {
@@ -171,6 +211,17 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 		defer func() { <-s.subs }()
 	default:
 		return status.Errorf(codes.ResourceExhausted, "the gateway serves at most %d subscribers", cap(s.subs))
+	}
+	if name != "" {
+		// A Subscribe is what creates a consumer, for its caller.
+		s.expireConsumers()
+		pos, ok, err := s.consumers.OpenConsumer(name, callerIdentity(stream.Context()), s.now())
+		if err != nil {
+			return s.consumerStatus(name, err)
+		}
+		if ok {
+			opts.Start, opts.After = bridge.StartAfter, pos
+		}
 	}
 	sub, err := s.hub.Subscribe(opts)
 	if err != nil {
@@ -383,29 +434,104 @@ func checkRef(device, point string) error {
 // (the uplink's positions): a client may not read or move them.
 const ReservedConsumerPrefix = "uplink"
 
+// checkConsumer refuses a consumer RPC without the durable log
+// (FAILED_PRECONDITION) or with a name a client may not use (INVALID_ARGUMENT).
 func (s *Server) checkConsumer(name string) error {
-	if strings.HasPrefix(name, ReservedConsumerPrefix) {
-		return fmt.Errorf("names starting with %q are the gateway's own", ReservedConsumerPrefix)
+	if s.consumers == nil {
+		return status.Error(codes.FailedPrecondition, "durable consumers need the durable log: set gateway.data_dir")
 	}
-	return s.consumers.CheckConsumer(name)
+	if strings.HasPrefix(name, ReservedConsumerPrefix) {
+		return status.Errorf(codes.InvalidArgument, "consumer: names starting with %q are the gateway's own", ReservedConsumerPrefix)
+	}
+	if err := s.consumers.CheckConsumer(name); err != nil {
+		return status.Errorf(codes.InvalidArgument, "consumer: %v", err)
+	}
+	return nil
+}
+
+// consumerStatus maps a consumer refusal to its code, and counts it.
+func (s *Server) consumerStatus(name string, err error) error {
+	switch {
+	case errors.Is(err, journal.ErrNotOwner):
+		s.refused.WithLabelValues("not_owner").Inc()
+		return status.Errorf(codes.PermissionDenied, "consumer %q belongs to another identity (grpc.authz)", name)
+	case errors.Is(err, journal.ErrNoConsumer):
+		s.refused.WithLabelValues("unknown").Inc()
+		return status.Errorf(codes.NotFound, "consumer %q does not exist: a Subscribe with it creates it (it may have been deleted, or expired after %v idle)", name, s.ttl)
+	case errors.Is(err, journal.ErrTooManyConsumers):
+		s.refused.WithLabelValues("full").Inc()
+		return status.Errorf(codes.ResourceExhausted, "consumer %q: %v: delete unused ones (edgegate consumers delete NAME)", name, err)
+	case errors.Is(err, journal.ErrBadConsumer):
+		return status.Errorf(codes.InvalidArgument, "consumer: %v", err)
+	}
+	return status.Errorf(codes.Unavailable, "consumer %q: %v", name, err)
+}
+
+// expireConsumers forgets the client consumers idle for longer than the TTL. It
+// runs at every consumer RPC (a scan of at most 1,024 entries): an idle consumer
+// stays on disk until the next one, but no client can see or use it.
+func (s *Server) expireConsumers() {
+	gone := s.consumers.ExpireConsumers(s.now().Add(-s.ttl), func(name string) bool {
+		return strings.HasPrefix(name, ReservedConsumerPrefix)
+	})
+	if len(gone) > 0 {
+		s.expired.Add(float64(len(gone)))
+		s.log.Info("durable consumers expired", "consumers", gone, "idle_for", s.ttl)
+	}
+}
+
+// clientConsumers lists the consumers of clients that owner may see (all of
+// them for ""): its own, and those that belong to nobody.
+func (s *Server) clientConsumers(owner string) []journal.ConsumerInfo {
+	var out []journal.ConsumerInfo
+	for _, c := range s.consumers.ListConsumers() {
+		if !strings.HasPrefix(c.Name, ReservedConsumerPrefix) && (owner == "" || c.Owner == "" || c.Owner == owner) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Ack stores a durable consumer's position.
 func (s *Server) Ack(ctx context.Context, req *pb.AckRequest) (*pb.AckResponse, error) {
-	if s.consumers == nil {
-		return nil, status.Error(codes.FailedPrecondition, "durable consumers need the durable log: set gateway.data_dir")
-	}
 	if err := s.checkConsumer(req.GetConsumer()); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "consumer: %v", err)
+		return nil, err
 	}
 	if last := s.hub.LastSequence(); req.GetSequence() > last {
 		return nil, status.Errorf(codes.InvalidArgument, "sequence %d is after the last one assigned, %d", req.GetSequence(), last)
 	}
-	if err := s.consumers.Ack(req.GetConsumer(), req.GetSequence()); err != nil {
-		return nil, status.Error(codes.ResourceExhausted, err.Error())
+	s.expireConsumers()
+	pos, err := s.consumers.AckConsumer(req.GetConsumer(), callerIdentity(ctx), req.GetSequence(), s.now())
+	if err != nil {
+		return nil, s.consumerStatus(req.GetConsumer(), err)
 	}
-	pos, _ := s.consumers.Position(req.GetConsumer())
 	return &pb.AckResponse{Sequence: pos}, nil
+}
+
+// ListConsumers lists the durable consumers the caller may use.
+func (s *Server) ListConsumers(ctx context.Context, req *pb.ListConsumersRequest) (*pb.ListConsumersResponse, error) {
+	if s.consumers == nil {
+		return nil, status.Error(codes.FailedPrecondition, "durable consumers need the durable log: set gateway.data_dir")
+	}
+	s.expireConsumers()
+	resp := &pb.ListConsumersResponse{}
+	for _, c := range s.clientConsumers(callerIdentity(ctx)) {
+		resp.Consumers = append(resp.Consumers, &pb.Consumer{Name: c.Name, Sequence: c.Sequence, Acknowledged: c.Acked, Owner: c.Owner,
+			LastUsed: timestamppb.New(c.LastUsed), Expires: timestamppb.New(c.LastUsed.Add(s.ttl))})
+	}
+	return resp, nil
+}
+
+// DeleteConsumer forgets one of the caller's durable consumers.
+func (s *Server) DeleteConsumer(ctx context.Context, req *pb.DeleteConsumerRequest) (*pb.DeleteConsumerResponse, error) {
+	if err := s.checkConsumer(req.GetConsumer()); err != nil {
+		return nil, err
+	}
+	s.expireConsumers()
+	if err := s.consumers.RemoveConsumer(req.GetConsumer(), callerIdentity(ctx)); err != nil {
+		return nil, s.consumerStatus(req.GetConsumer(), err)
+	}
+	return &pb.DeleteConsumerResponse{}, nil
 }
 
 // maxReadPoints bounds one Read request, and a page of a Read of every point.

@@ -83,6 +83,16 @@ func printJSON(w io.Writer, m proto.Message) error {
 	return err
 }
 
+// printEachJSON prints one JSON object a line.
+func printEachJSON[M proto.Message](w io.Writer, ms []M) error {
+	for _, m := range ms {
+		if err := printJSON(w, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 type multi []string
 
 func (m *multi) String() string     { return strings.Join(*m, ",") }
@@ -321,24 +331,16 @@ func devices(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cc, err := c.dial()
-	if err != nil {
+	var resp *pb.ListDevicesResponse
+	err := c.call(ctx, func(ctx context.Context, api pb.GatewayClient) (err error) {
+		resp, err = api.ListDevices(ctx, &pb.ListDevicesRequest{Devices: devs})
 		return err
-	}
-	defer cc.Close()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	resp, err := pb.NewGatewayClient(cc).ListDevices(ctx, &pb.ListDevicesRequest{Devices: devs})
+	})
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		for _, d := range resp.GetDevices() {
-			if err := printJSON(stdout, d); err != nil {
-				return err
-			}
-		}
-		return nil
+		return printEachJSON(stdout, resp.GetDevices())
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tPROTOCOL\tSTATE\tLAST SEEN\tMESSAGES\tERRORS\tWRITES\tLAST ERROR")
