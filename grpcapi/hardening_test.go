@@ -14,6 +14,7 @@ import (
 	"github.com/edgegate/edgegate/protocols/payload"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // Issue 19.10: a NaN rate compared false with the cap and bypassed
@@ -176,5 +177,39 @@ func TestReadAllIsPaged(t *testing.T) {
 		if _, err := f.client.Read(ctx, req); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("Read(%v) = %v, want INVALID_ARGUMENT", req, err)
 		}
+	}
+}
+
+// A page is also bounded in bytes, so that a client's default 4 MiB limit holds
+// whatever the names and labels.
+func TestReadPageBytesBound(t *testing.T) {
+	f := start(t, bridge.HubConfig{}, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	in := f.hub.Ingest(bridge.ProtocolMQTT)
+	const n = 3000
+	long := strings.Repeat("x", 240)
+	labels := map[string]string{"note": strings.Repeat("y", 1000)}
+	for i := range n {
+		publish(t, in, fmt.Sprintf("%s-%04d", long, i), long, bridge.Int(int64(i)), labels)
+	}
+	req := &pb.ReadRequest{PageSize: maxReadPoints}
+	got, pages := 0, 0
+	for ; ; pages++ {
+		resp, err := f.client.Read(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if size := proto.Size(resp); size > maxReadPageBytes {
+			t.Fatalf("a page of %d bytes", size)
+		}
+		got += len(resp.GetMessages())
+		if resp.GetNextPageToken() == "" {
+			break
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
+	if got != n || pages < 2 {
+		t.Errorf("%d points in %d pages", got, pages+1)
 	}
 }

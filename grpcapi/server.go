@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -607,18 +608,30 @@ func (s *Server) readPage(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRes
 	slices.SortFunc(rest, func(a, b *bridge.Message) int {
 		return comparePoints(pointKey{a.Device, a.Point}, pointKey{b.Device, b.Point})
 	})
-	resp := &pb.ReadResponse{}
-	if len(rest) > size {
-		rest = rest[:size]
-		last := rest[size-1]
-		resp.NextPageToken = encodePageToken(pointKey{last.Device, last.Point})
-	}
-	resp.Messages = make([]*pb.Message, len(rest))
+	resp := &pb.ReadResponse{Messages: make([]*pb.Message, 0, min(size, len(rest)))}
+	bytes := 0
 	for i, m := range rest {
-		resp.Messages[i] = ToProto(m)
+		pm := ToProto(m)
+		n := protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(pm)) // as a field of the response
+		if i == size || i > 0 && bytes+n > maxReadPageBytes-pageTokenRoom {
+			last := rest[i-1]
+			resp.NextPageToken = encodePageToken(pointKey{last.Device, last.Point})
+			break
+		}
+		bytes += n
+		resp.Messages = append(resp.Messages, pm)
 	}
 	return resp, nil
 }
+
+// maxReadPageBytes bounds a page of a Read of every point on the wire, whatever
+// its page size: half of a client's default limit (4 MiB) leaves room, and
+// 10,000 messages with long names and labels would pass it.
+const maxReadPageBytes = 2 << 20
+
+// pageTokenRoom is kept for next_page_token: two names of at most
+// bridge.MaxNameLen bytes in base64 are under 700 bytes.
+const pageTokenRoom = 1024
 
 func comparePoints(a, b pointKey) int {
 	if c := strings.Compare(a.device, b.device); c != 0 {
