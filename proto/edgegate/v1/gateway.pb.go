@@ -1155,7 +1155,8 @@ type ReadRequest struct {
 	Points []*PointRef `protobuf:"bytes,1,rep,name=points,proto3" json:"points,omitempty"`
 	Source ReadSource  `protobuf:"varint,2,opt,name=source,proto3,enum=edgegate.v1.ReadSource" json:"source,omitempty"`
 	// Without points: the most messages a response holds. Zero takes the default,
-	// 1,000; more than 10,000 is taken as 10,000; negative is INVALID_ARGUMENT.
+	// 1,000; more than 10,000 is taken as 10,000; negative is INVALID_ARGUMENT. A
+	// page also stops before 2 MiB on the wire, whatever its size.
 	// (A client older than paging gets the first page and a next_page_token it
 	// does not read.)
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`

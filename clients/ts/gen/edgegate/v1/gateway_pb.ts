@@ -431,7 +431,8 @@ export type ReadRequest = Message$1<"edgegate.v1.ReadRequest"> & {
 
   /**
    * Without points: the most messages a response holds. Zero takes the default,
-   * 1,000; more than 10,000 is taken as 10,000; negative is INVALID_ARGUMENT.
+   * 1,000; more than 10,000 is taken as 10,000; negative is INVALID_ARGUMENT. A
+   * page also stops before 2 MiB on the wire, whatever its size.
    * (A client older than paging gets the first page and a next_page_token it
    * does not read.)
    *
