@@ -292,11 +292,51 @@ func (c *Client) Devices(ctx context.Context, patterns ...string) ([]Device, err
 // seq; after a disconnect or a gateway restart a Subscription with that consumer
 // continues after it. Positions only move forward, so a failed Ack is repaired by
 // any later one. Needs the gateway's durable log (FailedPrecondition without). It
-// returns the consumer's position after the call.
+// returns the consumer's position after the call. Only a Subscribe creates a
+// consumer: an Ack of one that does not exist (never subscribed, deleted, or
+// expired after the gateway's grpc.consumer_ttl) is NotFound; under grpc.authz
+// another identity's consumer is PermissionDenied.
 func (c *Client) Ack(ctx context.Context, consumer string, seq uint64) (uint64, error) {
 	resp, err := c.api.Ack(ctx, &pb.AckRequest{Consumer: consumer, Sequence: seq})
 	if err != nil {
 		return 0, fmt.Errorf("ack consumer %q at %d: %w", consumer, seq, err)
 	}
 	return resp.GetSequence(), nil
+}
+
+// ConsumerInfo describes a durable consumer.
+type ConsumerInfo struct {
+	Name string
+	// Sequence is the acknowledged position, when Acknowledged.
+	Sequence     uint64
+	Acknowledged bool
+	// Owner is the identity it belongs to under grpc.authz; "" for nobody.
+	Owner    string
+	LastUsed time.Time
+	// Expires is when the gateway forgets it if nobody subscribes or acknowledges.
+	Expires time.Time
+}
+
+// Consumers lists the durable consumers this client may use (under grpc.authz,
+// its identity's), sorted by name.
+func (c *Client) Consumers(ctx context.Context) ([]ConsumerInfo, error) {
+	resp, err := c.api.ListConsumers(ctx, &pb.ListConsumersRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("consumers: %w", err)
+	}
+	out := make([]ConsumerInfo, len(resp.GetConsumers()))
+	for i, p := range resp.GetConsumers() {
+		out[i] = ConsumerInfo{Name: p.GetName(), Sequence: p.GetSequence(), Acknowledged: p.GetAcknowledged(), Owner: p.GetOwner(),
+			LastUsed: p.GetLastUsed().AsTime(), Expires: p.GetExpires().AsTime()}
+	}
+	return out, nil
+}
+
+// DeleteConsumer forgets a durable consumer and its position (NotFound when
+// there is none).
+func (c *Client) DeleteConsumer(ctx context.Context, name string) error {
+	if _, err := c.api.DeleteConsumer(ctx, &pb.DeleteConsumerRequest{Consumer: name}); err != nil {
+		return fmt.Errorf("delete consumer %q: %w", name, err)
+	}
+	return nil
 }
