@@ -370,15 +370,18 @@ func (j *Journal) ExpireConsumers(cutoff time.Time, keep func(name string) bool)
 	return gone
 }
 
-// Consumers lists every durable consumer's position (0 before its first
-// acknowledgement).
+// Consumers lists the position of every durable consumer that has one: one
+// created by a Subscribe has none before its first acknowledgement, and a lag
+// counted from zero would be meaningless.
 func (j *Journal) Consumers() map[string]uint64 {
 	c := j.consumers
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make(map[string]uint64, len(c.pos))
 	for k, st := range c.pos {
-		out[k] = st.Seq
+		if st.Acked {
+			out[k] = st.Seq
+		}
 	}
 	return out
 }

@@ -28,6 +28,9 @@ func TestConsumerOwners(t *testing.T) {
 	if _, ok := j.Position("dash"); ok {
 		t.Error("a consumer without an Ack has a position")
 	}
+	if _, ok := j.Consumers()["dash"]; ok {
+		t.Error("a consumer without an Ack is listed with a position (a lag from zero)")
+	}
 	if pos, err := j.AckConsumer("dash", "dash-id", 8, t0); err != nil || pos != 8 {
 		t.Fatalf("owner's Ack = %d, %v", pos, err)
 	}
