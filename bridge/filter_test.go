@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"path"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -167,5 +168,64 @@ func TestMatchOutOfRangeProtocol(t *testing.T) {
 		if m.Match(&Message{Device: "d", Point: "p", Protocol: p}) {
 			t.Errorf("protocol %d matched a filter for mqtt", p)
 		}
+	}
+}
+
+// Issue 19.7: a filter is bounded, and its globs are evaluated once per name, not
+// once per message.
+func TestFilterBoundsAndDecisionCache(t *testing.T) {
+	many := make([]string, MaxFilterPatterns+1)
+	for i := range many {
+		many[i] = "fryer-" + strings.Repeat("?", i%8) + "*"
+	}
+	long := strings.Repeat("a", MaxPatternLen+1)
+	labels := make(map[string]string, MaxFilterPatterns+1)
+	for i := range MaxFilterPatterns + 1 {
+		labels["k"+strconv.Itoa(i)] = "v"
+	}
+	for name, f := range map[string]Filter{
+		"devices":    {Devices: many},
+		"points":     {Points: many},
+		"long glob":  {Devices: []string{long}},
+		"long point": {Points: []string{"ok", long}},
+		"labels":     {Labels: labels},
+		"label key":  {Labels: map[string]string{long: "v"}},
+		"label val":  {Labels: map[string]string{"k": strings.Repeat("v", 1025)}},
+	} {
+		if _, err := f.Compile(); err == nil || !strings.Contains(err.Error(), "limit") && !strings.Contains(err.Error(), "at most") {
+			t.Errorf("%s: Compile = %v, want a refusal naming the limit", name, err)
+		}
+	}
+	if _, err := (Filter{Devices: many[:MaxFilterPatterns], Points: []string{strings.Repeat("p", MaxPatternLen)}}).Compile(); err != nil {
+		t.Errorf("at the bounds: %v", err)
+	}
+	// Within comes from the configuration: not bounded.
+	if _, err := (Filter{Within: many}).Compile(); err != nil {
+		t.Errorf("within: %v", err)
+	}
+
+	m, err := Filter{Devices: many[:MaxFilterPatterns], Points: []string{"oil_*", "state"}, Within: []string{"fryer-[12]*"}}.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"fryer-1/oil_temp": true, "fryer-2/state": true, "fryer-3/oil_temp": false, "fryer-1/humidity": false, "oven-1/oil_temp": false}
+	for range 100 {
+		for key, ok := range want {
+			dev, point, _ := strings.Cut(key, "/")
+			if got := m.Match(&Message{Device: dev, Point: point}); got != ok {
+				t.Fatalf("Match(%s) = %v, want %v", key, got, ok)
+			}
+		}
+	}
+	// Four devices and three point names, each decided once in 500 matches.
+	if m.byDevice.misses != 4 || m.byPoint.misses != 3 {
+		t.Errorf("globs evaluated for %d devices and %d points, want 4 and 3", m.byDevice.misses, m.byPoint.misses)
+	}
+	// The memory is bounded: beyond maxDecisions names, old ones are forgotten.
+	for i := range maxDecisions + 10 {
+		m.MatchDevice("fryer-1-"+strconv.Itoa(i), ProtocolMQTT)
+	}
+	if n := len(m.byDevice.known); n > maxDecisions {
+		t.Errorf("%d decisions kept, bound %d", n, maxDecisions)
 	}
 }

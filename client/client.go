@@ -222,7 +222,8 @@ type PointRef struct{ Device, Point string }
 
 // Read returns the latest cached message of each point, in the order asked. A
 // point never seen is an error (NotFound). Without points it returns every point's
-// latest message, in sequence order.
+// latest message, ordered by device and point (fetched a page at a time: a point
+// that first appears meanwhile may be missing).
 func (c *Client) Read(ctx context.Context, points ...PointRef) ([]*Message, error) {
 	return c.read(ctx, pb.ReadSource_READ_SOURCE_CACHE, points)
 }
@@ -241,18 +242,24 @@ func (c *Client) read(ctx context.Context, src pb.ReadSource, points []PointRef)
 	for _, p := range points {
 		req.Points = append(req.Points, &pb.PointRef{Device: p.Device, Point: p.Point})
 	}
-	resp, err := c.api.Read(ctx, req)
-	if err != nil {
-		if len(points) == 1 {
-			return nil, fmt.Errorf("read %s/%s: %w", points[0].Device, points[0].Point, err)
+	var out []*Message
+	for {
+		resp, err := c.api.Read(ctx, req)
+		if err != nil {
+			if len(points) == 1 {
+				return nil, fmt.Errorf("read %s/%s: %w", points[0].Device, points[0].Point, err)
+			}
+			return nil, fmt.Errorf("read: %w", err)
 		}
-		return nil, fmt.Errorf("read: %w", err)
+		for _, m := range resp.GetMessages() {
+			out = append(out, MessageOf(m))
+		}
+		// Without points the gateway answers a page at a time.
+		if len(points) > 0 || resp.GetNextPageToken() == "" {
+			return out, nil
+		}
+		req.PageToken = resp.GetNextPageToken()
 	}
-	out := make([]*Message, len(resp.GetMessages()))
-	for i, m := range resp.GetMessages() {
-		out[i] = MessageOf(m)
-	}
-	return out, nil
 }
 
 // Latest returns one point's latest cached message.
@@ -285,11 +292,51 @@ func (c *Client) Devices(ctx context.Context, patterns ...string) ([]Device, err
 // seq; after a disconnect or a gateway restart a Subscription with that consumer
 // continues after it. Positions only move forward, so a failed Ack is repaired by
 // any later one. Needs the gateway's durable log (FailedPrecondition without). It
-// returns the consumer's position after the call.
+// returns the consumer's position after the call. Only a Subscribe creates a
+// consumer: an Ack of one that does not exist (never subscribed, deleted, or
+// expired after the gateway's grpc.consumer_ttl) is NotFound; under grpc.authz
+// another identity's consumer is PermissionDenied.
 func (c *Client) Ack(ctx context.Context, consumer string, seq uint64) (uint64, error) {
 	resp, err := c.api.Ack(ctx, &pb.AckRequest{Consumer: consumer, Sequence: seq})
 	if err != nil {
 		return 0, fmt.Errorf("ack consumer %q at %d: %w", consumer, seq, err)
 	}
 	return resp.GetSequence(), nil
+}
+
+// ConsumerInfo describes a durable consumer.
+type ConsumerInfo struct {
+	Name string
+	// Sequence is the acknowledged position, when Acknowledged.
+	Sequence     uint64
+	Acknowledged bool
+	// Owner is the identity it belongs to under grpc.authz; "" for nobody.
+	Owner    string
+	LastUsed time.Time
+	// Expires is when the gateway forgets it if nobody subscribes or acknowledges.
+	Expires time.Time
+}
+
+// Consumers lists the durable consumers this client may use (under grpc.authz,
+// its identity's), sorted by name.
+func (c *Client) Consumers(ctx context.Context) ([]ConsumerInfo, error) {
+	resp, err := c.api.ListConsumers(ctx, &pb.ListConsumersRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("consumers: %w", err)
+	}
+	out := make([]ConsumerInfo, len(resp.GetConsumers()))
+	for i, p := range resp.GetConsumers() {
+		out[i] = ConsumerInfo{Name: p.GetName(), Sequence: p.GetSequence(), Acknowledged: p.GetAcknowledged(), Owner: p.GetOwner(),
+			LastUsed: p.GetLastUsed().AsTime(), Expires: p.GetExpires().AsTime()}
+	}
+	return out, nil
+}
+
+// DeleteConsumer forgets a durable consumer and its position (NotFound when
+// there is none).
+func (c *Client) DeleteConsumer(ctx context.Context, name string) error {
+	if _, err := c.api.DeleteConsumer(ctx, &pb.DeleteConsumerRequest{Consumer: name}); err != nil {
+		return fmt.Errorf("delete consumer %q: %w", name, err)
+	}
+	return nil
 }

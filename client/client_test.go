@@ -352,6 +352,18 @@ mqtt: {listeners: [{type: tcp, address: "%s"}], allow_anonymous: true}
 		t.Errorf("the new subscription started at %d, at or before the last acknowledged %d", more[0].Sequence, last)
 	}
 	checkExactlyOnce(t, more, next, next+5)
+
+	// The consumer is listed with its position, and can be deleted.
+	cs, err := c.Consumers(ctx)
+	if err != nil || len(cs) != 1 || cs[0].Name != "display" || !cs[0].Acknowledged || cs[0].Sequence < last || !cs[0].Expires.After(cs[0].LastUsed) {
+		t.Errorf("Consumers = %+v, %v", cs, err)
+	}
+	if err := c.DeleteConsumer(ctx, "display"); err != nil {
+		t.Error(err)
+	}
+	if err := c.DeleteConsumer(ctx, "display"); status.Code(err) != codes.NotFound {
+		t.Errorf("delete twice: %v, want NotFound", err)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 }

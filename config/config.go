@@ -8,6 +8,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -106,6 +107,12 @@ type GRPC struct {
 	SubscriberBudget Budget `yaml:"subscriber_budget"`
 	// Budget is shared by every Subscribe stream. Zero rates: unlimited.
 	Budget Budget `yaml:"budget"`
+	// HandshakeTimeout bounds a connection's TLS and HTTP/2 handshake: a socket
+	// that has not sent the HTTP/2 preface by then is closed. Zero: 5s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// ConsumerTTL forgets a durable consumer after this long without a Subscribe
+	// or an Ack. Zero: 168h (7 days).
+	ConsumerTTL time.Duration `yaml:"consumer_ttl"`
 }
 
 // Budget is a token-bucket rate in messages and bytes per second (a burst of 1.5
@@ -365,9 +372,13 @@ func (c *Config) validate() Problems {
 	add(checkListener("grpc", c.GRPC.Listen, c.GRPC.TLS, c.GRPC.Insecure))
 	probs = append(probs, c.validateTLS()...)
 	for key, b := range map[string]Budget{"subscriber_budget": c.GRPC.SubscriberBudget, "budget": c.GRPC.Budget} {
-		if b.MessagesPerSecond < 0 || b.BytesPerSecond < 0 {
-			add(fmt.Errorf("grpc: %s: rates must not be negative", key))
+		// !(x >= 0) is also true of NaN, which would pass every comparison.
+		if !(b.MessagesPerSecond >= 0) || !(b.BytesPerSecond >= 0) || math.IsInf(b.MessagesPerSecond, 0) || math.IsInf(b.BytesPerSecond, 0) {
+			add(fmt.Errorf("grpc: %s: rates must be finite numbers, zero or more", key))
 		}
+	}
+	if c.GRPC.HandshakeTimeout < 0 || c.GRPC.ConsumerTTL < 0 {
+		add(errors.New("grpc: handshake_timeout and consumer_ttl must not be negative"))
 	}
 	if c.HTTP.Listen != "off" {
 		add(checkListener("http", c.HTTP.Listen, c.HTTP.TLS, c.HTTP.Insecure))

@@ -29,7 +29,6 @@ import (
 	etls "github.com/edgegate/edgegate/tls"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -196,19 +195,21 @@ func (g *Gateway) Run(ctx context.Context) error {
 	// Bind every listener first, so a port in use fails the start at once.
 	var httpLn net.Listener
 	if cfg.HTTP.Listen != "off" {
-		ln, err := listen(cfg.HTTP.Listen, 0)
+		ln, err := listen(cfg.HTTP.Listen)
 		if err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
 		httpLn = ln
 	}
-	grpcLn, err := listen(cfg.GRPC.Listen, cfg.GRPC.MaxConnections)
+	grpcRaw, err := listen(cfg.GRPC.Listen)
 	if err != nil {
 		if httpLn != nil {
 			httpLn.Close()
 		}
 		return fmt.Errorf("grpc: %w", err)
 	}
+	// Bounded, and idle sockets give their slots to new connections (issue 19.5).
+	var grpcLn net.Listener = grpcapi.NewListener(grpcRaw, grpcapi.ListenerOptions{MaxConnections: cfg.GRPC.MaxConnections, Metrics: g.reg})
 	if err := g.listenTunnels(); err != nil {
 		grpcLn.Close()
 		if httpLn != nil {
@@ -448,6 +449,9 @@ func (g *Gateway) grpcServer() (*grpc.Server, *health.Server, error) {
 		// Bound concurrent streams per connection: subscribers are bounded
 		// service-wide as well.
 		grpc.MaxConcurrentStreams(1024),
+		// A socket that has not finished TLS and sent the HTTP/2 preface by then is
+		// closed (grpc-go's default is 120s; grpcapi.Listener counts it).
+		grpcapi.HandshakeTimeout(g.config().GRPC.HandshakeTimeout),
 	}
 	if creds != nil {
 		opts = append(opts, grpc.Creds(creds))
@@ -459,6 +463,7 @@ func (g *Gateway) grpcServer() (*grpc.Server, *health.Server, error) {
 		Metrics:          g.reg,
 		SubscriberBudget: grpcapi.Budget(g.config().GRPC.SubscriberBudget),
 		GatewayBudget:    grpcapi.Budget(g.config().GRPC.Budget),
+		ConsumerTTL:      g.config().GRPC.ConsumerTTL,
 	}
 	if g.journal != nil {
 		apiOpts.Consumers = g.journal
@@ -472,9 +477,8 @@ func (g *Gateway) grpcServer() (*grpc.Server, *health.Server, error) {
 	return srv, hs, nil
 }
 
-// listen binds host:port or unix:///path, with at most max connections (0: no
-// bound of our own).
-func listen(addr string, max int) (net.Listener, error) {
+// listen binds host:port or unix:///path.
+func listen(addr string) (net.Listener, error) {
 	var ln net.Listener
 	var err error
 	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
@@ -486,13 +490,7 @@ func listen(addr string, max int) (net.Listener, error) {
 	} else {
 		ln, err = net.Listen("tcp", addr)
 	}
-	if err != nil {
-		return nil, err
-	}
-	if max > 0 {
-		ln = netutil.LimitListener(ln, max)
-	}
-	return ln, nil
+	return ln, err
 }
 
 // closeJournal flushes and closes the durable log, once.

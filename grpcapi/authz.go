@@ -122,6 +122,15 @@ func AllowedDevices(ctx context.Context) []string {
 	return nil
 }
 
+// callerIdentity is the identity the caller of an RPC acts as under grpc.authz,
+// or "" without rules: durable consumers belong to it.
+func callerIdentity(ctx context.Context) string {
+	if g, ok := ctx.Value(grantKey{}).(*grant); ok {
+		return g.identity
+	}
+	return ""
+}
+
 // PeerIdentity is the identity of the client certificate an RPC's connection
 // presented (verified or not: see AuthzOptions.Verify), for logs.
 func PeerIdentity(ctx context.Context) (string, bool) {
@@ -248,9 +257,10 @@ func (a *Authz) check(g *grant, method string, req any) error {
 			}
 		}
 	case *pb.ListDevicesRequest:
-	case *pb.AckRequest:
+	case *pb.AckRequest, *pb.ListConsumersRequest, *pb.DeleteConsumerRequest:
+		// Which consumers are the identity's own is the service's to check.
 		if len(g.subscribe) == 0 {
-			return status.Errorf(codes.PermissionDenied, "identity %q may not subscribe, so it has no consumer to acknowledge (grpc.authz)", g.identity)
+			return status.Errorf(codes.PermissionDenied, "identity %q may not subscribe, so it has no durable consumer (grpc.authz)", g.identity)
 		}
 	default:
 		// An RPC added later is closed until the rules say how it is governed.

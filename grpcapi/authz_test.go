@@ -31,7 +31,7 @@ type tlsFixture struct {
 	ca     *etls.CA
 }
 
-func startTLS(t *testing.T, o AuthzOptions) *tlsFixture {
+func startTLS(t *testing.T, o AuthzOptions, opts ...Options) *tlsFixture {
 	t.Helper()
 	ca, err := etls.NewCA("test ca", time.Hour)
 	if err != nil {
@@ -64,7 +64,7 @@ func startTLS(t *testing.T, o AuthzOptions) *tlsFixture {
 	hub.SetWriter(bridge.ProtocolMQTT, w)
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(tc)),
 		grpc.ChainUnaryInterceptor(az.Unary), grpc.ChainStreamInterceptor(az.Stream))
-	New(hub, Options{}).Register(srv)
+	New(hub, append(opts, Options{})[0]).Register(srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -266,24 +266,7 @@ func TestAuthzRestricted(t *testing.T) {
 // counterValue sums a counter's series with a label value code.
 func counterValue(t *testing.T, reg *prometheus.Registry, name, code string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "code" && l.GetValue() == code {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return sum
+	return metricSum(t, reg, name, code)
 }
 
 // TestAuthzMTLSWithoutRules: with client certificates and no authz list, any

@@ -83,6 +83,16 @@ func printJSON(w io.Writer, m proto.Message) error {
 	return err
 }
 
+// printEachJSON prints one JSON object a line.
+func printEachJSON[M proto.Message](w io.Writer, ms []M) error {
+	for _, m := range ms {
+		if err := printJSON(w, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 type multi []string
 
 func (m *multi) String() string     { return strings.Join(*m, ",") }
@@ -200,6 +210,7 @@ func read(ctx context.Context, args []string, stdout io.Writer) error {
 	var c conn
 	c.flags(fs)
 	fromDevice := fs.Bool("from-device", false, "ask the device now instead of the cache")
+	pageSize := fs.Int("page-size", 0, "without points: points a request (0: the gateway's default, 1,000; at most 10,000)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -207,7 +218,7 @@ func read(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(rest)%2 != 0 {
 		return fmt.Errorf("%w: arguments come in pairs: DEVICE POINT", errUsage)
 	}
-	req := &pb.ReadRequest{}
+	req := &pb.ReadRequest{PageSize: int32(min(max(*pageSize, 0), 10000))}
 	if *fromDevice {
 		req.Source = pb.ReadSource_READ_SOURCE_DEVICE
 	}
@@ -219,18 +230,31 @@ func read(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer cc.Close()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	resp, err := pb.NewGatewayClient(cc).Read(ctx, req)
-	if err != nil {
-		return err
-	}
-	for _, m := range resp.GetMessages() {
-		if err := printJSON(stdout, m); err != nil {
+	api := pb.NewGatewayClient(cc)
+	// Without points, the gateway answers a page at a time: each page is printed
+	// as it comes, so that memory does not grow with the number of points.
+	for {
+		resp, err := readOnce(ctx, api, req, c.timeout)
+		if err != nil {
 			return err
 		}
+		for _, m := range resp.GetMessages() {
+			if err := printJSON(stdout, m); err != nil {
+				return err
+			}
+		}
+		if resp.GetNextPageToken() == "" || len(req.Points) > 0 {
+			return nil
+		}
+		req.PageToken = resp.GetNextPageToken()
 	}
-	return nil
+}
+
+// readOnce is one Read, within its own deadline.
+func readOnce(ctx context.Context, api pb.GatewayClient, req *pb.ReadRequest, timeout time.Duration) (*pb.ReadResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return api.Read(ctx, req)
 }
 
 func write(ctx context.Context, args []string, stdout io.Writer) error {
@@ -307,24 +331,16 @@ func devices(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cc, err := c.dial()
-	if err != nil {
+	var resp *pb.ListDevicesResponse
+	err := c.call(ctx, func(ctx context.Context, api pb.GatewayClient) (err error) {
+		resp, err = api.ListDevices(ctx, &pb.ListDevicesRequest{Devices: devs})
 		return err
-	}
-	defer cc.Close()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	resp, err := pb.NewGatewayClient(cc).ListDevices(ctx, &pb.ListDevicesRequest{Devices: devs})
+	})
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		for _, d := range resp.GetDevices() {
-			if err := printJSON(stdout, d); err != nil {
-				return err
-			}
-		}
-		return nil
+		return printEachJSON(stdout, resp.GetDevices())
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tPROTOCOL\tSTATE\tLAST SEEN\tMESSAGES\tERRORS\tWRITES\tLAST ERROR")

@@ -130,15 +130,7 @@ mqtt: {listeners: [{type: tcp, address: 127.0.0.1:0}], allow_anonymous: true}
 // TestTailDurableConsumer: a second tail with the same consumer name goes on after
 // what the first one printed.
 func TestTailDurableConsumer(t *testing.T) {
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-gateway: {data_dir: %s}
-grpc: {listen: 127.0.0.1:0}
-http: {listen: "off"}
-`, t.TempDir())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := gatewaytest.Start(t, cfg).Gateway
+	g := startDurable(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	in := g.Hub().Ingest(bridge.ProtocolMQTT)
@@ -147,26 +139,7 @@ http: {listen: "off"}
 			t.Fatal(err)
 		}
 	}
-	tailUntil := func(want int) []string {
-		out := &lines{got: make(chan struct{}, 1)}
-		tctx, tstop := context.WithCancel(ctx)
-		code := make(chan int, 1)
-		go func() {
-			code <- run(tctx, []string{"tail", "--server", g.GRPCAddr().String(), "--consumer", "kds", "--from-earliest"}, out, io.Discard)
-		}()
-		for strings.Count(out.String(), "\n") < want {
-			select {
-			case <-out.got:
-			case <-ctx.Done():
-				t.Fatalf("tail printed %q", out.String())
-			}
-		}
-		tstop()
-		if c := <-code; c != 0 {
-			t.Fatalf("tail exit %d", c)
-		}
-		return strings.Split(strings.TrimSpace(out.String()), "\n")
-	}
+	tailUntil := func(want int) []string { return tailConsumer(t, ctx, g.GRPCAddr().String(), "kds", want) }
 	publish(1)
 	publish(2)
 	first := tailUntil(2)
@@ -175,4 +148,29 @@ http: {listen: "off"}
 	if len(first) != 2 || len(second) != 1 || !strings.Contains(second[0], `"3"`) {
 		t.Fatalf("first tail %q, second %q: the second must start after the first", first, second)
 	}
+}
+
+// tailConsumer runs tail with a durable consumer from the earliest message until
+// it has printed want lines, stops it, and returns its lines.
+func tailConsumer(t *testing.T, ctx context.Context, server, consumer string, want int) []string {
+	t.Helper()
+	out := &lines{got: make(chan struct{}, 1)}
+	tctx, tstop := context.WithCancel(ctx)
+	defer tstop()
+	code := make(chan int, 1)
+	go func() {
+		code <- run(tctx, []string{"tail", "--server", server, "--consumer", consumer, "--from-earliest"}, out, io.Discard)
+	}()
+	for strings.Count(out.String(), "\n") < want {
+		select {
+		case <-out.got:
+		case <-ctx.Done():
+			t.Fatalf("tail printed %q", out.String())
+		}
+	}
+	tstop()
+	if c := <-code; c != 0 {
+		t.Fatalf("tail exit %d", c)
+	}
+	return strings.Split(strings.TrimSpace(out.String()), "\n")
 }

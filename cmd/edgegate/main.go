@@ -28,6 +28,8 @@ Usage:
   edgegate read [DEVICE POINT]...      print the latest values (all points without arguments)
   edgegate write DEVICE POINT VALUE    write a value to a device's point
   edgegate devices [flags]             list devices and their state
+  edgegate consumers [--json]          list durable consumers (yours, under grpc.authz)
+  edgegate consumers delete NAME       delete a durable consumer and its position
   edgegate version                     print the version and commit (also: edgegate --version)
   edgegate certs init --dir DIR --hosts h1,h2 [--client-name NAME]
                                        write a development CA, server and client certificates
@@ -66,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = write(ctx, args[1:], stdout)
 	case "devices":
 		err = devices(ctx, args[1:], stdout)
+	case "consumers":
+		err = consumers(ctx, args[1:], stdout)
 	case "certs":
 		err = certs(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

@@ -651,7 +651,11 @@ type SubscribeRequest struct {
 	// Durable consumer: the gateway keeps its acknowledged position (see Ack). When
 	// the consumer has a position, the stream continues after it and `start` is
 	// ignored; a new consumer starts where `start` says. Names are 1 to 128 letters,
-	// digits, '.', '_' or '-'.
+	// digits, '.', '_' or '-'. A Subscribe with a new name creates the consumer
+	// (at most 1,024; RESOURCE_EXHAUSTED beyond); under grpc.authz it belongs to the
+	// caller's identity, and another identity's Subscribe or Ack with it is
+	// PERMISSION_DENIED. A consumer neither subscribed with nor acknowledged for
+	// grpc.consumer_ttl (default 7 days) is forgotten.
 	Consumer string `protobuf:"bytes,7,opt,name=consumer,proto3" json:"consumer,omitempty"`
 	// A bandwidth budget for this stream, capped by the gateway's configuration.
 	// Unset (or zero) fields take the gateway's cap, which may be unlimited.
@@ -844,6 +848,8 @@ func (x *Budget) GetBytesPerSecond() float64 {
 	return 0
 }
 
+// Ack of a consumer that no Subscribe created (or that was deleted or expired)
+// is NOT_FOUND: an Ack never creates one.
 type AckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Consumer      string                 `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
@@ -1144,9 +1150,19 @@ func (x *PointRef) GetPoint() string {
 
 type ReadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Empty: every point's latest Message.
-	Points        []*PointRef `protobuf:"bytes,1,rep,name=points,proto3" json:"points,omitempty"`
-	Source        ReadSource  `protobuf:"varint,2,opt,name=source,proto3,enum=edgegate.v1.ReadSource" json:"source,omitempty"`
+	// Empty: every point's latest Message, a page at a time, ordered by device and
+	// point. At most 10,000 points a request.
+	Points []*PointRef `protobuf:"bytes,1,rep,name=points,proto3" json:"points,omitempty"`
+	Source ReadSource  `protobuf:"varint,2,opt,name=source,proto3,enum=edgegate.v1.ReadSource" json:"source,omitempty"`
+	// Without points: the most messages a response holds. Zero takes the default,
+	// 1,000; more than 10,000 is taken as 10,000; negative is INVALID_ARGUMENT. A
+	// page also stops before 2 MiB on the wire, whatever its size.
+	// (A client older than paging gets the first page and a next_page_token it
+	// does not read.)
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Without points: the next_page_token of the previous response; empty for the
+	// first page. A token that this gateway did not issue is INVALID_ARGUMENT.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1195,9 +1211,27 @@ func (x *ReadRequest) GetSource() ReadSource {
 	return ReadSource_READ_SOURCE_CACHE
 }
 
+func (x *ReadRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ReadRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ReadResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Messages      []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Messages []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// Set when there may be more points after this page: pass it as page_token.
+	// A point whose first value arrives between two pages is in a later page if
+	// it sorts after the last point returned.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1239,6 +1273,265 @@ func (x *ReadResponse) GetMessages() []*Message {
 	return nil
 }
 
+func (x *ReadResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type Consumer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The acknowledged sequence; meaningful when acknowledged is set.
+	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// False until the first Ack: a Subscribe then starts where its request says.
+	Acknowledged bool `protobuf:"varint,3,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
+	// The identity that created it under grpc.authz; empty: it belongs to nobody
+	// (no grpc.authz, or a consumer from before consumers had owners, which the
+	// first identity to use it takes).
+	Owner string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	// The last Subscribe or Ack with it.
+	LastUsed *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_used,json=lastUsed,proto3" json:"last_used,omitempty"`
+	// When it is forgotten if nobody uses it (last_used + grpc.consumer_ttl).
+	Expires       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires,proto3" json:"expires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Consumer) Reset() {
+	*x = Consumer{}
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Consumer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Consumer) ProtoMessage() {}
+
+func (x *Consumer) ProtoReflect() protoreflect.Message {
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Consumer.ProtoReflect.Descriptor instead.
+func (*Consumer) Descriptor() ([]byte, []int) {
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Consumer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Consumer) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *Consumer) GetAcknowledged() bool {
+	if x != nil {
+		return x.Acknowledged
+	}
+	return false
+}
+
+func (x *Consumer) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *Consumer) GetLastUsed() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsed
+	}
+	return nil
+}
+
+func (x *Consumer) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+type ListConsumersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConsumersRequest) Reset() {
+	*x = ListConsumersRequest{}
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConsumersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConsumersRequest) ProtoMessage() {}
+
+func (x *ListConsumersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConsumersRequest.ProtoReflect.Descriptor instead.
+func (*ListConsumersRequest) Descriptor() ([]byte, []int) {
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{12}
+}
+
+type ListConsumersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted by name.
+	Consumers     []*Consumer `protobuf:"bytes,1,rep,name=consumers,proto3" json:"consumers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConsumersResponse) Reset() {
+	*x = ListConsumersResponse{}
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConsumersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConsumersResponse) ProtoMessage() {}
+
+func (x *ListConsumersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConsumersResponse.ProtoReflect.Descriptor instead.
+func (*ListConsumersResponse) Descriptor() ([]byte, []int) {
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListConsumersResponse) GetConsumers() []*Consumer {
+	if x != nil {
+		return x.Consumers
+	}
+	return nil
+}
+
+type DeleteConsumerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consumer      string                 `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteConsumerRequest) Reset() {
+	*x = DeleteConsumerRequest{}
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteConsumerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteConsumerRequest) ProtoMessage() {}
+
+func (x *DeleteConsumerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteConsumerRequest.ProtoReflect.Descriptor instead.
+func (*DeleteConsumerRequest) Descriptor() ([]byte, []int) {
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeleteConsumerRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+type DeleteConsumerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteConsumerResponse) Reset() {
+	*x = DeleteConsumerResponse{}
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteConsumerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteConsumerResponse) ProtoMessage() {}
+
+func (x *DeleteConsumerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteConsumerResponse.ProtoReflect.Descriptor instead.
+func (*DeleteConsumerResponse) Descriptor() ([]byte, []int) {
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{15}
+}
+
 type ListDevicesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Glob patterns; empty matches all.
@@ -1251,7 +1544,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[11]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1556,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[11]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1569,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{11}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListDevicesRequest) GetDevices() []string {
@@ -1316,7 +1609,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[12]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1328,7 +1621,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[12]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1341,7 +1634,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{12}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Device) GetId() string {
@@ -1423,7 +1716,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[13]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1728,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_edgegate_v1_gateway_proto_msgTypes[13]
+	mi := &file_edgegate_v1_gateway_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1741,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{13}
+	return file_edgegate_v1_gateway_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1529,12 +1822,29 @@ const file_edgegate_v1_gateway_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\"8\n" +
 	"\bPointRef\x12\x16\n" +
 	"\x06device\x18\x01 \x01(\tR\x06device\x12\x14\n" +
-	"\x05point\x18\x02 \x01(\tR\x05point\"m\n" +
+	"\x05point\x18\x02 \x01(\tR\x05point\"\xa9\x01\n" +
 	"\vReadRequest\x12-\n" +
 	"\x06points\x18\x01 \x03(\v2\x15.edgegate.v1.PointRefR\x06points\x12/\n" +
-	"\x06source\x18\x02 \x01(\x0e2\x17.edgegate.v1.ReadSourceR\x06source\"@\n" +
+	"\x06source\x18\x02 \x01(\x0e2\x17.edgegate.v1.ReadSourceR\x06source\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"h\n" +
 	"\fReadResponse\x120\n" +
-	"\bmessages\x18\x01 \x03(\v2\x14.edgegate.v1.MessageR\bmessages\"c\n" +
+	"\bmessages\x18\x01 \x03(\v2\x14.edgegate.v1.MessageR\bmessages\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe3\x01\n" +
+	"\bConsumer\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\"\n" +
+	"\facknowledged\x18\x03 \x01(\bR\facknowledged\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\x127\n" +
+	"\tlast_used\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastUsed\x124\n" +
+	"\aexpires\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"\x16\n" +
+	"\x14ListConsumersRequest\"L\n" +
+	"\x15ListConsumersResponse\x123\n" +
+	"\tconsumers\x18\x01 \x03(\v2\x15.edgegate.v1.ConsumerR\tconsumers\"3\n" +
+	"\x15DeleteConsumerRequest\x12\x1a\n" +
+	"\bconsumer\x18\x01 \x01(\tR\bconsumer\"\x18\n" +
+	"\x16DeleteConsumerResponse\"c\n" +
 	"\x12ListDevicesRequest\x12\x18\n" +
 	"\adevices\x18\x01 \x03(\tR\adevices\x123\n" +
 	"\tprotocols\x18\x02 \x03(\x0e2\x15.edgegate.v1.ProtocolR\tprotocols\"\xf4\x02\n" +
@@ -1585,13 +1895,15 @@ const file_edgegate_v1_gateway_proto_rawDesc = "" +
 	"\n" +
 	"ReadSource\x12\x15\n" +
 	"\x11READ_SOURCE_CACHE\x10\x00\x12\x16\n" +
-	"\x12READ_SOURCE_DEVICE\x10\x012\xd6\x02\n" +
+	"\x12READ_SOURCE_DEVICE\x10\x012\x89\x04\n" +
 	"\aGateway\x12B\n" +
 	"\tSubscribe\x12\x1d.edgegate.v1.SubscribeRequest\x1a\x14.edgegate.v1.Message0\x01\x12>\n" +
 	"\x05Write\x12\x19.edgegate.v1.WriteRequest\x1a\x1a.edgegate.v1.WriteResponse\x12;\n" +
 	"\x04Read\x12\x18.edgegate.v1.ReadRequest\x1a\x19.edgegate.v1.ReadResponse\x12P\n" +
 	"\vListDevices\x12\x1f.edgegate.v1.ListDevicesRequest\x1a .edgegate.v1.ListDevicesResponse\x128\n" +
-	"\x03Ack\x12\x17.edgegate.v1.AckRequest\x1a\x18.edgegate.v1.AckResponseB;Z9github.com/edgegate/edgegate/proto/edgegate/v1;edgegatev1b\x06proto3"
+	"\x03Ack\x12\x17.edgegate.v1.AckRequest\x1a\x18.edgegate.v1.AckResponse\x12V\n" +
+	"\rListConsumers\x12!.edgegate.v1.ListConsumersRequest\x1a\".edgegate.v1.ListConsumersResponse\x12Y\n" +
+	"\x0eDeleteConsumer\x12\".edgegate.v1.DeleteConsumerRequest\x1a#.edgegate.v1.DeleteConsumerResponseB;Z9github.com/edgegate/edgegate/proto/edgegate/v1;edgegatev1b\x06proto3"
 
 var (
 	file_edgegate_v1_gateway_proto_rawDescOnce sync.Once
@@ -1606,69 +1918,81 @@ func file_edgegate_v1_gateway_proto_rawDescGZIP() []byte {
 }
 
 var file_edgegate_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_edgegate_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_edgegate_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_edgegate_v1_gateway_proto_goTypes = []any{
-	(Protocol)(0),                 // 0: edgegate.v1.Protocol
-	(Quality)(0),                  // 1: edgegate.v1.Quality
-	(Priority)(0),                 // 2: edgegate.v1.Priority
-	(DeviceState)(0),              // 3: edgegate.v1.DeviceState
-	(ShedPolicy)(0),               // 4: edgegate.v1.ShedPolicy
-	(ReadSource)(0),               // 5: edgegate.v1.ReadSource
-	(*Value)(nil),                 // 6: edgegate.v1.Value
-	(*Message)(nil),               // 7: edgegate.v1.Message
-	(*SubscribeRequest)(nil),      // 8: edgegate.v1.SubscribeRequest
-	(*Budget)(nil),                // 9: edgegate.v1.Budget
-	(*AckRequest)(nil),            // 10: edgegate.v1.AckRequest
-	(*AckResponse)(nil),           // 11: edgegate.v1.AckResponse
-	(*WriteRequest)(nil),          // 12: edgegate.v1.WriteRequest
-	(*WriteResponse)(nil),         // 13: edgegate.v1.WriteResponse
-	(*PointRef)(nil),              // 14: edgegate.v1.PointRef
-	(*ReadRequest)(nil),           // 15: edgegate.v1.ReadRequest
-	(*ReadResponse)(nil),          // 16: edgegate.v1.ReadResponse
-	(*ListDevicesRequest)(nil),    // 17: edgegate.v1.ListDevicesRequest
-	(*Device)(nil),                // 18: edgegate.v1.Device
-	(*ListDevicesResponse)(nil),   // 19: edgegate.v1.ListDevicesResponse
-	nil,                           // 20: edgegate.v1.Message.LabelsEntry
-	nil,                           // 21: edgegate.v1.SubscribeRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(Protocol)(0),                  // 0: edgegate.v1.Protocol
+	(Quality)(0),                   // 1: edgegate.v1.Quality
+	(Priority)(0),                  // 2: edgegate.v1.Priority
+	(DeviceState)(0),               // 3: edgegate.v1.DeviceState
+	(ShedPolicy)(0),                // 4: edgegate.v1.ShedPolicy
+	(ReadSource)(0),                // 5: edgegate.v1.ReadSource
+	(*Value)(nil),                  // 6: edgegate.v1.Value
+	(*Message)(nil),                // 7: edgegate.v1.Message
+	(*SubscribeRequest)(nil),       // 8: edgegate.v1.SubscribeRequest
+	(*Budget)(nil),                 // 9: edgegate.v1.Budget
+	(*AckRequest)(nil),             // 10: edgegate.v1.AckRequest
+	(*AckResponse)(nil),            // 11: edgegate.v1.AckResponse
+	(*WriteRequest)(nil),           // 12: edgegate.v1.WriteRequest
+	(*WriteResponse)(nil),          // 13: edgegate.v1.WriteResponse
+	(*PointRef)(nil),               // 14: edgegate.v1.PointRef
+	(*ReadRequest)(nil),            // 15: edgegate.v1.ReadRequest
+	(*ReadResponse)(nil),           // 16: edgegate.v1.ReadResponse
+	(*Consumer)(nil),               // 17: edgegate.v1.Consumer
+	(*ListConsumersRequest)(nil),   // 18: edgegate.v1.ListConsumersRequest
+	(*ListConsumersResponse)(nil),  // 19: edgegate.v1.ListConsumersResponse
+	(*DeleteConsumerRequest)(nil),  // 20: edgegate.v1.DeleteConsumerRequest
+	(*DeleteConsumerResponse)(nil), // 21: edgegate.v1.DeleteConsumerResponse
+	(*ListDevicesRequest)(nil),     // 22: edgegate.v1.ListDevicesRequest
+	(*Device)(nil),                 // 23: edgegate.v1.Device
+	(*ListDevicesResponse)(nil),    // 24: edgegate.v1.ListDevicesResponse
+	nil,                            // 25: edgegate.v1.Message.LabelsEntry
+	nil,                            // 26: edgegate.v1.SubscribeRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),  // 27: google.protobuf.Timestamp
 }
 var file_edgegate_v1_gateway_proto_depIdxs = []int32{
 	0,  // 0: edgegate.v1.Message.protocol:type_name -> edgegate.v1.Protocol
 	6,  // 1: edgegate.v1.Message.value:type_name -> edgegate.v1.Value
 	1,  // 2: edgegate.v1.Message.quality:type_name -> edgegate.v1.Quality
-	22, // 3: edgegate.v1.Message.source_time:type_name -> google.protobuf.Timestamp
-	22, // 4: edgegate.v1.Message.gateway_time:type_name -> google.protobuf.Timestamp
-	20, // 5: edgegate.v1.Message.labels:type_name -> edgegate.v1.Message.LabelsEntry
+	27, // 3: edgegate.v1.Message.source_time:type_name -> google.protobuf.Timestamp
+	27, // 4: edgegate.v1.Message.gateway_time:type_name -> google.protobuf.Timestamp
+	25, // 5: edgegate.v1.Message.labels:type_name -> edgegate.v1.Message.LabelsEntry
 	2,  // 6: edgegate.v1.Message.priority:type_name -> edgegate.v1.Priority
 	0,  // 7: edgegate.v1.SubscribeRequest.protocols:type_name -> edgegate.v1.Protocol
-	21, // 8: edgegate.v1.SubscribeRequest.labels:type_name -> edgegate.v1.SubscribeRequest.LabelsEntry
+	26, // 8: edgegate.v1.SubscribeRequest.labels:type_name -> edgegate.v1.SubscribeRequest.LabelsEntry
 	9,  // 9: edgegate.v1.SubscribeRequest.budget:type_name -> edgegate.v1.Budget
 	4,  // 10: edgegate.v1.SubscribeRequest.shed:type_name -> edgegate.v1.ShedPolicy
 	6,  // 11: edgegate.v1.WriteRequest.value:type_name -> edgegate.v1.Value
 	14, // 12: edgegate.v1.ReadRequest.points:type_name -> edgegate.v1.PointRef
 	5,  // 13: edgegate.v1.ReadRequest.source:type_name -> edgegate.v1.ReadSource
 	7,  // 14: edgegate.v1.ReadResponse.messages:type_name -> edgegate.v1.Message
-	0,  // 15: edgegate.v1.ListDevicesRequest.protocols:type_name -> edgegate.v1.Protocol
-	0,  // 16: edgegate.v1.Device.protocol:type_name -> edgegate.v1.Protocol
-	3,  // 17: edgegate.v1.Device.state:type_name -> edgegate.v1.DeviceState
-	22, // 18: edgegate.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	22, // 19: edgegate.v1.Device.state_since:type_name -> google.protobuf.Timestamp
-	18, // 20: edgegate.v1.ListDevicesResponse.devices:type_name -> edgegate.v1.Device
-	8,  // 21: edgegate.v1.Gateway.Subscribe:input_type -> edgegate.v1.SubscribeRequest
-	12, // 22: edgegate.v1.Gateway.Write:input_type -> edgegate.v1.WriteRequest
-	15, // 23: edgegate.v1.Gateway.Read:input_type -> edgegate.v1.ReadRequest
-	17, // 24: edgegate.v1.Gateway.ListDevices:input_type -> edgegate.v1.ListDevicesRequest
-	10, // 25: edgegate.v1.Gateway.Ack:input_type -> edgegate.v1.AckRequest
-	7,  // 26: edgegate.v1.Gateway.Subscribe:output_type -> edgegate.v1.Message
-	13, // 27: edgegate.v1.Gateway.Write:output_type -> edgegate.v1.WriteResponse
-	16, // 28: edgegate.v1.Gateway.Read:output_type -> edgegate.v1.ReadResponse
-	19, // 29: edgegate.v1.Gateway.ListDevices:output_type -> edgegate.v1.ListDevicesResponse
-	11, // 30: edgegate.v1.Gateway.Ack:output_type -> edgegate.v1.AckResponse
-	26, // [26:31] is the sub-list for method output_type
-	21, // [21:26] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	27, // 15: edgegate.v1.Consumer.last_used:type_name -> google.protobuf.Timestamp
+	27, // 16: edgegate.v1.Consumer.expires:type_name -> google.protobuf.Timestamp
+	17, // 17: edgegate.v1.ListConsumersResponse.consumers:type_name -> edgegate.v1.Consumer
+	0,  // 18: edgegate.v1.ListDevicesRequest.protocols:type_name -> edgegate.v1.Protocol
+	0,  // 19: edgegate.v1.Device.protocol:type_name -> edgegate.v1.Protocol
+	3,  // 20: edgegate.v1.Device.state:type_name -> edgegate.v1.DeviceState
+	27, // 21: edgegate.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	27, // 22: edgegate.v1.Device.state_since:type_name -> google.protobuf.Timestamp
+	23, // 23: edgegate.v1.ListDevicesResponse.devices:type_name -> edgegate.v1.Device
+	8,  // 24: edgegate.v1.Gateway.Subscribe:input_type -> edgegate.v1.SubscribeRequest
+	12, // 25: edgegate.v1.Gateway.Write:input_type -> edgegate.v1.WriteRequest
+	15, // 26: edgegate.v1.Gateway.Read:input_type -> edgegate.v1.ReadRequest
+	22, // 27: edgegate.v1.Gateway.ListDevices:input_type -> edgegate.v1.ListDevicesRequest
+	10, // 28: edgegate.v1.Gateway.Ack:input_type -> edgegate.v1.AckRequest
+	18, // 29: edgegate.v1.Gateway.ListConsumers:input_type -> edgegate.v1.ListConsumersRequest
+	20, // 30: edgegate.v1.Gateway.DeleteConsumer:input_type -> edgegate.v1.DeleteConsumerRequest
+	7,  // 31: edgegate.v1.Gateway.Subscribe:output_type -> edgegate.v1.Message
+	13, // 32: edgegate.v1.Gateway.Write:output_type -> edgegate.v1.WriteResponse
+	16, // 33: edgegate.v1.Gateway.Read:output_type -> edgegate.v1.ReadResponse
+	24, // 34: edgegate.v1.Gateway.ListDevices:output_type -> edgegate.v1.ListDevicesResponse
+	11, // 35: edgegate.v1.Gateway.Ack:output_type -> edgegate.v1.AckResponse
+	19, // 36: edgegate.v1.Gateway.ListConsumers:output_type -> edgegate.v1.ListConsumersResponse
+	21, // 37: edgegate.v1.Gateway.DeleteConsumer:output_type -> edgegate.v1.DeleteConsumerResponse
+	31, // [31:38] is the sub-list for method output_type
+	24, // [24:31] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_edgegate_v1_gateway_proto_init() }
@@ -1694,7 +2018,7 @@ func file_edgegate_v1_gateway_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgegate_v1_gateway_proto_rawDesc), len(file_edgegate_v1_gateway_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   16,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,11 +24,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Gateway_Subscribe_FullMethodName   = "/edgegate.v1.Gateway/Subscribe"
-	Gateway_Write_FullMethodName       = "/edgegate.v1.Gateway/Write"
-	Gateway_Read_FullMethodName        = "/edgegate.v1.Gateway/Read"
-	Gateway_ListDevices_FullMethodName = "/edgegate.v1.Gateway/ListDevices"
-	Gateway_Ack_FullMethodName         = "/edgegate.v1.Gateway/Ack"
+	Gateway_Subscribe_FullMethodName      = "/edgegate.v1.Gateway/Subscribe"
+	Gateway_Write_FullMethodName          = "/edgegate.v1.Gateway/Write"
+	Gateway_Read_FullMethodName           = "/edgegate.v1.Gateway/Read"
+	Gateway_ListDevices_FullMethodName    = "/edgegate.v1.Gateway/ListDevices"
+	Gateway_Ack_FullMethodName            = "/edgegate.v1.Gateway/Ack"
+	Gateway_ListConsumers_FullMethodName  = "/edgegate.v1.Gateway/ListConsumers"
+	Gateway_DeleteConsumer_FullMethodName = "/edgegate.v1.Gateway/DeleteConsumer"
 )
 
 // GatewayClient is the client API for Gateway service.
@@ -43,8 +45,9 @@ type GatewayClient interface {
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Message], error)
 	// Write sets one point of one device, through the adapter that owns the device.
 	Write(ctx context.Context, in *WriteRequest, opts ...grpc.CallOption) (*WriteResponse, error)
-	// Read returns the latest value of points, from the cache or the device; an empty
-	// request returns every point's latest Message.
+	// Read returns the latest value of points, from the cache or the device; a
+	// request without points returns every point's latest Message, a page at a time
+	// (see ReadRequest.page_size).
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
 	// ListDevices returns the devices the gateway knows, with their state and counts.
 	ListDevices(ctx context.Context, in *ListDevicesRequest, opts ...grpc.CallOption) (*ListDevicesResponse, error)
@@ -53,6 +56,14 @@ type GatewayClient interface {
 	// the same consumer continues after its last acknowledgement. Positions only move
 	// forward. Needs the durable log (gateway.data_dir); FAILED_PRECONDITION without.
 	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
+	// ListConsumers lists the durable consumers: under grpc.authz, those of the
+	// caller's identity (and those that belong to nobody yet). The gateway's own
+	// (names starting with "uplink") are not listed.
+	ListConsumers(ctx context.Context, in *ListConsumersRequest, opts ...grpc.CallOption) (*ListConsumersResponse, error)
+	// DeleteConsumer forgets a durable consumer and its position; a stream open
+	// with it goes on, and its next Ack is NOT_FOUND. Under grpc.authz, only the
+	// owner may (PERMISSION_DENIED); an unknown name is NOT_FOUND.
+	DeleteConsumer(ctx context.Context, in *DeleteConsumerRequest, opts ...grpc.CallOption) (*DeleteConsumerResponse, error)
 }
 
 type gatewayClient struct {
@@ -122,6 +133,26 @@ func (c *gatewayClient) Ack(ctx context.Context, in *AckRequest, opts ...grpc.Ca
 	return out, nil
 }
 
+func (c *gatewayClient) ListConsumers(ctx context.Context, in *ListConsumersRequest, opts ...grpc.CallOption) (*ListConsumersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListConsumersResponse)
+	err := c.cc.Invoke(ctx, Gateway_ListConsumers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gatewayClient) DeleteConsumer(ctx context.Context, in *DeleteConsumerRequest, opts ...grpc.CallOption) (*DeleteConsumerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteConsumerResponse)
+	err := c.cc.Invoke(ctx, Gateway_DeleteConsumer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GatewayServer is the server API for Gateway service.
 // All implementations must embed UnimplementedGatewayServer
 // for forward compatibility.
@@ -134,8 +165,9 @@ type GatewayServer interface {
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[Message]) error
 	// Write sets one point of one device, through the adapter that owns the device.
 	Write(context.Context, *WriteRequest) (*WriteResponse, error)
-	// Read returns the latest value of points, from the cache or the device; an empty
-	// request returns every point's latest Message.
+	// Read returns the latest value of points, from the cache or the device; a
+	// request without points returns every point's latest Message, a page at a time
+	// (see ReadRequest.page_size).
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
 	// ListDevices returns the devices the gateway knows, with their state and counts.
 	ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error)
@@ -144,6 +176,14 @@ type GatewayServer interface {
 	// the same consumer continues after its last acknowledgement. Positions only move
 	// forward. Needs the durable log (gateway.data_dir); FAILED_PRECONDITION without.
 	Ack(context.Context, *AckRequest) (*AckResponse, error)
+	// ListConsumers lists the durable consumers: under grpc.authz, those of the
+	// caller's identity (and those that belong to nobody yet). The gateway's own
+	// (names starting with "uplink") are not listed.
+	ListConsumers(context.Context, *ListConsumersRequest) (*ListConsumersResponse, error)
+	// DeleteConsumer forgets a durable consumer and its position; a stream open
+	// with it goes on, and its next Ack is NOT_FOUND. Under grpc.authz, only the
+	// owner may (PERMISSION_DENIED); an unknown name is NOT_FOUND.
+	DeleteConsumer(context.Context, *DeleteConsumerRequest) (*DeleteConsumerResponse, error)
 	mustEmbedUnimplementedGatewayServer()
 }
 
@@ -168,6 +208,12 @@ func (UnimplementedGatewayServer) ListDevices(context.Context, *ListDevicesReque
 }
 func (UnimplementedGatewayServer) Ack(context.Context, *AckRequest) (*AckResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Ack not implemented")
+}
+func (UnimplementedGatewayServer) ListConsumers(context.Context, *ListConsumersRequest) (*ListConsumersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListConsumers not implemented")
+}
+func (UnimplementedGatewayServer) DeleteConsumer(context.Context, *DeleteConsumerRequest) (*DeleteConsumerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteConsumer not implemented")
 }
 func (UnimplementedGatewayServer) mustEmbedUnimplementedGatewayServer() {}
 func (UnimplementedGatewayServer) testEmbeddedByValue()                 {}
@@ -273,6 +319,42 @@ func _Gateway_Ack_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Gateway_ListConsumers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListConsumersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServer).ListConsumers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gateway_ListConsumers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServer).ListConsumers(ctx, req.(*ListConsumersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Gateway_DeleteConsumer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteConsumerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServer).DeleteConsumer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gateway_DeleteConsumer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServer).DeleteConsumer(ctx, req.(*DeleteConsumerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Gateway_ServiceDesc is the grpc.ServiceDesc for Gateway service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -295,6 +377,14 @@ var Gateway_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Ack",
 			Handler:    _Gateway_Ack_Handler,
+		},
+		{
+			MethodName: "ListConsumers",
+			Handler:    _Gateway_ListConsumers_Handler,
+		},
+		{
+			MethodName: "DeleteConsumer",
+			Handler:    _Gateway_DeleteConsumer_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

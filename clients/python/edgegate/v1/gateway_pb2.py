@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gegate/v1/gateway.proto\x12\x0b\x65\x64gegate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n\x05Value\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x14\n\nuint_value\x18\x03 \x01(\x04H\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x05 \x01(\tH\x00\x12\x15\n\x0b\x62ytes_value\x18\x06 \x01(\x0cH\x00\x42\x06\n\x04kind\"\xa8\x03\n\x07Message\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\r\n\x05point\x18\x03 \x01(\t\x12\'\n\x08protocol\x18\x04 \x01(\x0e\x32\x15.edgegate.v1.Protocol\x12!\n\x05value\x18\x05 \x01(\x0b\x32\x12.edgegate.v1.Value\x12%\n\x07quality\x18\x06 \x01(\x0e\x32\x14.edgegate.v1.Quality\x12/\n\x0bsource_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cgateway_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04unit\x18\t \x01(\t\x12\x30\n\x06labels\x18\n \x03(\x0b\x32 .edgegate.v1.Message.LabelsEntry\x12\'\n\x08priority\x18\x0b \x01(\x0e\x32\x15.edgegate.v1.Priority\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe1\x02\n\x10SubscribeRequest\x12\x0f\n\x07\x64\x65vices\x18\x01 \x03(\t\x12\x0e\n\x06points\x18\x02 \x03(\t\x12(\n\tprotocols\x18\x03 \x03(\x0e\x32\x15.edgegate.v1.Protocol\x12\x39\n\x06labels\x18\x04 \x03(\x0b\x32).edgegate.v1.SubscribeRequest.LabelsEntry\x12\x17\n\rfrom_earliest\x18\x05 \x01(\x08H\x00\x12\x18\n\x0e\x61\x66ter_sequence\x18\x06 \x01(\x04H\x00\x12\x10\n\x08\x63onsumer\x18\x07 \x01(\t\x12#\n\x06\x62udget\x18\x08 \x01(\x0b\x32\x13.edgegate.v1.Budget\x12%\n\x04shed\x18\t \x01(\x0e\x32\x17.edgegate.v1.ShedPolicy\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05start\"?\n\x06\x42udget\x12\x1b\n\x13messages_per_second\x18\x01 \x01(\x01\x12\x18\n\x10\x62ytes_per_second\x18\x02 \x01(\x01\"0\n\nAckRequest\x12\x10\n\x08\x63onsumer\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"\x1f\n\x0b\x41\x63kResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"d\n\x0cWriteRequest\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\r\n\x05point\x18\x02 \x01(\t\x12!\n\x05value\x18\x03 \x01(\x0b\x32\x12.edgegate.v1.Value\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"_\n\rWriteResponse\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\r\n\x05point\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\")\n\x08PointRef\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\r\n\x05point\x18\x02 \x01(\t\"]\n\x0bReadRequest\x12%\n\x06points\x18\x01 \x03(\x0b\x32\x15.edgegate.v1.PointRef\x12\'\n\x06source\x18\x02 \x01(\x0e\x32\x17.edgegate.v1.ReadSource\"6\n\x0cReadResponse\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.edgegate.v1.Message\"O\n\x12ListDevicesRequest\x12\x0f\n\x07\x64\x65vices\x18\x01 \x03(\t\x12(\n\tprotocols\x18\x02 \x03(\x0e\x32\x15.edgegate.v1.Protocol\"\x9c\x02\n\x06\x44\x65vice\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x08protocol\x18\x02 \x01(\x0e\x32\x15.edgegate.v1.Protocol\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.edgegate.v1.DeviceState\x12-\n\tlast_seen\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x10\n\x08messages\x18\x06 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\x04\x12\x0e\n\x06writes\x18\x08 \x01(\x04\x12\x0e\n\x06points\x18\t \x03(\t\x12/\n\x0bstate_since\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x13ListDevicesResponse\x12$\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x13.edgegate.v1.Device*s\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x11\n\rPROTOCOL_MQTT\x10\x01\x12\x11\n\rPROTOCOL_COAP\x10\x02\x12\x12\n\x0ePROTOCOL_OPCUA\x10\x03\x12\x13\n\x0fPROTOCOL_MODBUS\x10\x04*\\\n\x07Quality\x12\x17\n\x13QUALITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cQUALITY_GOOD\x10\x01\x12\x15\n\x11QUALITY_UNCERTAIN\x10\x02\x12\x0f\n\x0bQUALITY_BAD\x10\x03*u\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cPRIORITY_LOW\x10\x01\x12\x13\n\x0fPRIORITY_NORMAL\x10\x02\x12\x11\n\rPRIORITY_HIGH\x10\x03\x12\x15\n\x11PRIORITY_CRITICAL\x10\x04*\x9b\x01\n\x0b\x44\x65viceState\x12\x1c\n\x18\x44\x45VICE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45VICE_STATE_CONNECTED\x10\x01\x12\x1d\n\x19\x44\x45VICE_STATE_DISCONNECTED\x10\x02\x12\x16\n\x12\x44\x45VICE_STATE_ERROR\x10\x03\x12\x1b\n\x17\x44\x45VICE_STATE_CONNECTING\x10\x04*P\n\nShedPolicy\x12\x14\n\x10SHED_POLICY_DROP\x10\x00\x12\x14\n\x10SHED_POLICY_HOLD\x10\x01\x12\x16\n\x12SHED_POLICY_LATEST\x10\x02*;\n\nReadSource\x12\x15\n\x11READ_SOURCE_CACHE\x10\x00\x12\x16\n\x12READ_SOURCE_DEVICE\x10\x01\x32\xd6\x02\n\x07Gateway\x12\x42\n\tSubscribe\x12\x1d.edgegate.v1.SubscribeRequest\x1a\x14.edgegate.v1.Message0\x01\x12>\n\x05Write\x12\x19.edgegate.v1.WriteRequest\x1a\x1a.edgegate.v1.WriteResponse\x12;\n\x04Read\x12\x18.edgegate.v1.ReadRequest\x1a\x19.edgegate.v1.ReadResponse\x12P\n\x0bListDevices\x12\x1f.edgegate.v1.ListDevicesRequest\x1a .edgegate.v1.ListDevicesResponse\x12\x38\n\x03\x41\x63k\x12\x17.edgegate.v1.AckRequest\x1a\x18.edgegate.v1.AckResponseB;Z9github.com/edgegate/edgegate/proto/edgegate/v1;edgegatev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gegate/v1/gateway.proto\x12\x0b\x65\x64gegate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n\x05Value\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x14\n\nuint_value\x18\x03 \x01(\x04H\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x05 \x01(\tH\x00\x12\x15\n\x0b\x62ytes_value\x18\x06 \x01(\x0cH\x00\x42\x06\n\x04kind\"\xa8\x03\n\x07Message\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\r\n\x05point\x18\x03 \x01(\t\x12\'\n\x08protocol\x18\x04 \x01(\x0e\x32\x15.edgegate.v1.Protocol\x12!\n\x05value\x18\x05 \x01(\x0b\x32\x12.edgegate.v1.Value\x12%\n\x07quality\x18\x06 \x01(\x0e\x32\x14.edgegate.v1.Quality\x12/\n\x0bsource_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cgateway_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04unit\x18\t \x01(\t\x12\x30\n\x06labels\x18\n \x03(\x0b\x32 .edgegate.v1.Message.LabelsEntry\x12\'\n\x08priority\x18\x0b \x01(\x0e\x32\x15.edgegate.v1.Priority\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe1\x02\n\x10SubscribeRequest\x12\x0f\n\x07\x64\x65vices\x18\x01 \x03(\t\x12\x0e\n\x06points\x18\x02 \x03(\t\x12(\n\tprotocols\x18\x03 \x03(\x0e\x32\x15.edgegate.v1.Protocol\x12\x39\n\x06labels\x18\x04 \x03(\x0b\x32).edgegate.v1.SubscribeRequest.LabelsEntry\x12\x17\n\rfrom_earliest\x18\x05 \x01(\x08H\x00\x12\x18\n\x0e\x61\x66ter_sequence\x18\x06 \x01(\x04H\x00\x12\x10\n\x08\x63onsumer\x18\x07 \x01(\t\x12#\n\x06\x62udget\x18\x08 \x01(\x0b\x32\x13.edgegate.v1.Budget\x12%\n\x04shed\x18\t \x01(\x0e\x32\x17.edgegate.v1.ShedPolicy\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05start\"?\n\x06\x42udget\x12\x1b\n\x13messages_per_second\x18\x01 \x01(\x01\x12\x18\n\x10\x62ytes_per_second\x18\x02 \x01(\x01\"0\n\nAckRequest\x12\x10\n\x08\x63onsumer\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"\x1f\n\x0b\x41\x63kResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"d\n\x0cWriteRequest\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\r\n\x05point\x18\x02 \x01(\t\x12!\n\x05value\x18\x03 \x01(\x0b\x32\x12.edgegate.v1.Value\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"_\n\rWriteResponse\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\r\n\x05point\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\")\n\x08PointRef\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\r\n\x05point\x18\x02 \x01(\t\"\x84\x01\n\x0bReadRequest\x12%\n\x06points\x18\x01 \x03(\x0b\x32\x15.edgegate.v1.PointRef\x12\'\n\x06source\x18\x02 \x01(\x0e\x32\x17.edgegate.v1.ReadSource\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"O\n\x0cReadResponse\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.edgegate.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xab\x01\n\x08\x43onsumer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x14\n\x0c\x61\x63knowledged\x18\x03 \x01(\x08\x12\r\n\x05owner\x18\x04 \x01(\t\x12-\n\tlast_used\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65xpires\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x16\n\x14ListConsumersRequest\"A\n\x15ListConsumersResponse\x12(\n\tconsumers\x18\x01 \x03(\x0b\x32\x15.edgegate.v1.Consumer\")\n\x15\x44\x65leteConsumerRequest\x12\x10\n\x08\x63onsumer\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteConsumerResponse\"O\n\x12ListDevicesRequest\x12\x0f\n\x07\x64\x65vices\x18\x01 \x03(\t\x12(\n\tprotocols\x18\x02 \x03(\x0e\x32\x15.edgegate.v1.Protocol\"\x9c\x02\n\x06\x44\x65vice\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x08protocol\x18\x02 \x01(\x0e\x32\x15.edgegate.v1.Protocol\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.edgegate.v1.DeviceState\x12-\n\tlast_seen\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x10\n\x08messages\x18\x06 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\x04\x12\x0e\n\x06writes\x18\x08 \x01(\x04\x12\x0e\n\x06points\x18\t \x03(\t\x12/\n\x0bstate_since\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x13ListDevicesResponse\x12$\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x13.edgegate.v1.Device*s\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x11\n\rPROTOCOL_MQTT\x10\x01\x12\x11\n\rPROTOCOL_COAP\x10\x02\x12\x12\n\x0ePROTOCOL_OPCUA\x10\x03\x12\x13\n\x0fPROTOCOL_MODBUS\x10\x04*\\\n\x07Quality\x12\x17\n\x13QUALITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cQUALITY_GOOD\x10\x01\x12\x15\n\x11QUALITY_UNCERTAIN\x10\x02\x12\x0f\n\x0bQUALITY_BAD\x10\x03*u\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cPRIORITY_LOW\x10\x01\x12\x13\n\x0fPRIORITY_NORMAL\x10\x02\x12\x11\n\rPRIORITY_HIGH\x10\x03\x12\x15\n\x11PRIORITY_CRITICAL\x10\x04*\x9b\x01\n\x0b\x44\x65viceState\x12\x1c\n\x18\x44\x45VICE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45VICE_STATE_CONNECTED\x10\x01\x12\x1d\n\x19\x44\x45VICE_STATE_DISCONNECTED\x10\x02\x12\x16\n\x12\x44\x45VICE_STATE_ERROR\x10\x03\x12\x1b\n\x17\x44\x45VICE_STATE_CONNECTING\x10\x04*P\n\nShedPolicy\x12\x14\n\x10SHED_POLICY_DROP\x10\x00\x12\x14\n\x10SHED_POLICY_HOLD\x10\x01\x12\x16\n\x12SHED_POLICY_LATEST\x10\x02*;\n\nReadSource\x12\x15\n\x11READ_SOURCE_CACHE\x10\x00\x12\x16\n\x12READ_SOURCE_DEVICE\x10\x01\x32\x89\x04\n\x07Gateway\x12\x42\n\tSubscribe\x12\x1d.edgegate.v1.SubscribeRequest\x1a\x14.edgegate.v1.Message0\x01\x12>\n\x05Write\x12\x19.edgegate.v1.WriteRequest\x1a\x1a.edgegate.v1.WriteResponse\x12;\n\x04Read\x12\x18.edgegate.v1.ReadRequest\x1a\x19.edgegate.v1.ReadResponse\x12P\n\x0bListDevices\x12\x1f.edgegate.v1.ListDevicesRequest\x1a .edgegate.v1.ListDevicesResponse\x12\x38\n\x03\x41\x63k\x12\x17.edgegate.v1.AckRequest\x1a\x18.edgegate.v1.AckResponse\x12V\n\rListConsumers\x12!.edgegate.v1.ListConsumersRequest\x1a\".edgegate.v1.ListConsumersResponse\x12Y\n\x0e\x44\x65leteConsumer\x12\".edgegate.v1.DeleteConsumerRequest\x1a#.edgegate.v1.DeleteConsumerResponseB;Z9github.com/edgegate/edgegate/proto/edgegate/v1;edgegatev1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgegate.v1.gateway_pb2', globals())
@@ -26,18 +26,18 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _MESSAGE_LABELSENTRY._serialized_options = b'8\001'
   _SUBSCRIBEREQUEST_LABELSENTRY._options = None
   _SUBSCRIBEREQUEST_LABELSENTRY._serialized_options = b'8\001'
-  _PROTOCOL._serialized_start=1982
-  _PROTOCOL._serialized_end=2097
-  _QUALITY._serialized_start=2099
-  _QUALITY._serialized_end=2191
-  _PRIORITY._serialized_start=2193
-  _PRIORITY._serialized_end=2310
-  _DEVICESTATE._serialized_start=2313
-  _DEVICESTATE._serialized_end=2468
-  _SHEDPOLICY._serialized_start=2470
-  _SHEDPOLICY._serialized_end=2550
-  _READSOURCE._serialized_start=2552
-  _READSOURCE._serialized_end=2611
+  _PROTOCOL._serialized_start=2381
+  _PROTOCOL._serialized_end=2496
+  _QUALITY._serialized_start=2498
+  _QUALITY._serialized_end=2590
+  _PRIORITY._serialized_start=2592
+  _PRIORITY._serialized_end=2709
+  _DEVICESTATE._serialized_start=2712
+  _DEVICESTATE._serialized_end=2867
+  _SHEDPOLICY._serialized_start=2869
+  _SHEDPOLICY._serialized_end=2949
+  _READSOURCE._serialized_start=2951
+  _READSOURCE._serialized_end=3010
   _VALUE._serialized_start=76
   _VALUE._serialized_end=227
   _MESSAGE._serialized_start=230
@@ -60,16 +60,26 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _WRITERESPONSE._serialized_end=1357
   _POINTREF._serialized_start=1359
   _POINTREF._serialized_end=1400
-  _READREQUEST._serialized_start=1402
-  _READREQUEST._serialized_end=1495
-  _READRESPONSE._serialized_start=1497
-  _READRESPONSE._serialized_end=1551
-  _LISTDEVICESREQUEST._serialized_start=1553
-  _LISTDEVICESREQUEST._serialized_end=1632
-  _DEVICE._serialized_start=1635
-  _DEVICE._serialized_end=1919
-  _LISTDEVICESRESPONSE._serialized_start=1921
-  _LISTDEVICESRESPONSE._serialized_end=1980
-  _GATEWAY._serialized_start=2614
-  _GATEWAY._serialized_end=2956
+  _READREQUEST._serialized_start=1403
+  _READREQUEST._serialized_end=1535
+  _READRESPONSE._serialized_start=1537
+  _READRESPONSE._serialized_end=1616
+  _CONSUMER._serialized_start=1619
+  _CONSUMER._serialized_end=1790
+  _LISTCONSUMERSREQUEST._serialized_start=1792
+  _LISTCONSUMERSREQUEST._serialized_end=1814
+  _LISTCONSUMERSRESPONSE._serialized_start=1816
+  _LISTCONSUMERSRESPONSE._serialized_end=1881
+  _DELETECONSUMERREQUEST._serialized_start=1883
+  _DELETECONSUMERREQUEST._serialized_end=1924
+  _DELETECONSUMERRESPONSE._serialized_start=1926
+  _DELETECONSUMERRESPONSE._serialized_end=1950
+  _LISTDEVICESREQUEST._serialized_start=1952
+  _LISTDEVICESREQUEST._serialized_end=2031
+  _DEVICE._serialized_start=2034
+  _DEVICE._serialized_end=2318
+  _LISTDEVICESRESPONSE._serialized_start=2320
+  _LISTDEVICESRESPONSE._serialized_end=2379
+  _GATEWAY._serialized_start=3013
+  _GATEWAY._serialized_end=3534
 # @@protoc_insertion_point(module_scope)

@@ -53,6 +53,32 @@ class Budget(_message.Message):
     messages_per_second: float
     def __init__(self, messages_per_second: _Optional[float] = ..., bytes_per_second: _Optional[float] = ...) -> None: ...
 
+class Consumer(_message.Message):
+    __slots__ = ["acknowledged", "expires", "last_used", "name", "owner", "sequence"]
+    ACKNOWLEDGED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    acknowledged: bool
+    expires: _timestamp_pb2.Timestamp
+    last_used: _timestamp_pb2.Timestamp
+    name: str
+    owner: str
+    sequence: int
+    def __init__(self, name: _Optional[str] = ..., sequence: _Optional[int] = ..., acknowledged: bool = ..., owner: _Optional[str] = ..., last_used: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., expires: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DeleteConsumerRequest(_message.Message):
+    __slots__ = ["consumer"]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    consumer: str
+    def __init__(self, consumer: _Optional[str] = ...) -> None: ...
+
+class DeleteConsumerResponse(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
 class Device(_message.Message):
     __slots__ = ["errors", "id", "last_error", "last_seen", "messages", "points", "protocol", "state", "state_since", "writes"]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +102,16 @@ class Device(_message.Message):
     state_since: _timestamp_pb2.Timestamp
     writes: int
     def __init__(self, id: _Optional[str] = ..., protocol: _Optional[_Union[Protocol, str]] = ..., state: _Optional[_Union[DeviceState, str]] = ..., last_seen: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ..., messages: _Optional[int] = ..., errors: _Optional[int] = ..., writes: _Optional[int] = ..., points: _Optional[_Iterable[str]] = ..., state_since: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListConsumersRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class ListConsumersResponse(_message.Message):
+    __slots__ = ["consumers"]
+    CONSUMERS_FIELD_NUMBER: _ClassVar[int]
+    consumers: _containers.RepeatedCompositeFieldContainer[Consumer]
+    def __init__(self, consumers: _Optional[_Iterable[_Union[Consumer, _Mapping]]] = ...) -> None: ...
 
 class ListDevicesRequest(_message.Message):
     __slots__ = ["devices", "protocols"]
@@ -133,18 +169,24 @@ class PointRef(_message.Message):
     def __init__(self, device: _Optional[str] = ..., point: _Optional[str] = ...) -> None: ...
 
 class ReadRequest(_message.Message):
-    __slots__ = ["points", "source"]
+    __slots__ = ["page_size", "page_token", "points", "source"]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
     points: _containers.RepeatedCompositeFieldContainer[PointRef]
     source: ReadSource
-    def __init__(self, points: _Optional[_Iterable[_Union[PointRef, _Mapping]]] = ..., source: _Optional[_Union[ReadSource, str]] = ...) -> None: ...
+    def __init__(self, points: _Optional[_Iterable[_Union[PointRef, _Mapping]]] = ..., source: _Optional[_Union[ReadSource, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ReadResponse(_message.Message):
-    __slots__ = ["messages"]
+    __slots__ = ["messages", "next_page_token"]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[Message]
-    def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
     __slots__ = ["after_sequence", "budget", "consumer", "devices", "from_earliest", "labels", "points", "protocols", "shed"]

@@ -40,6 +40,16 @@ class GatewayStub(object):
                 request_serializer=edgegate_dot_v1_dot_gateway__pb2.AckRequest.SerializeToString,
                 response_deserializer=edgegate_dot_v1_dot_gateway__pb2.AckResponse.FromString,
                 )
+        self.ListConsumers = channel.unary_unary(
+                '/edgegate.v1.Gateway/ListConsumers',
+                request_serializer=edgegate_dot_v1_dot_gateway__pb2.ListConsumersRequest.SerializeToString,
+                response_deserializer=edgegate_dot_v1_dot_gateway__pb2.ListConsumersResponse.FromString,
+                )
+        self.DeleteConsumer = channel.unary_unary(
+                '/edgegate.v1.Gateway/DeleteConsumer',
+                request_serializer=edgegate_dot_v1_dot_gateway__pb2.DeleteConsumerRequest.SerializeToString,
+                response_deserializer=edgegate_dot_v1_dot_gateway__pb2.DeleteConsumerResponse.FromString,
+                )
 
 
 class GatewayServicer(object):
@@ -63,8 +73,9 @@ class GatewayServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Read(self, request, context):
-        """Read returns the latest value of points, from the cache or the device; an empty
-        request returns every point's latest Message.
+        """Read returns the latest value of points, from the cache or the device; a
+        request without points returns every point's latest Message, a page at a time
+        (see ReadRequest.page_size).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +93,24 @@ class GatewayServicer(object):
         including sequence. After a disconnect or a gateway restart, a Subscribe with
         the same consumer continues after its last acknowledgement. Positions only move
         forward. Needs the durable log (gateway.data_dir); FAILED_PRECONDITION without.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConsumers(self, request, context):
+        """ListConsumers lists the durable consumers: under grpc.authz, those of the
+        caller's identity (and those that belong to nobody yet). The gateway's own
+        (names starting with "uplink") are not listed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteConsumer(self, request, context):
+        """DeleteConsumer forgets a durable consumer and its position; a stream open
+        with it goes on, and its next Ack is NOT_FOUND. Under grpc.authz, only the
+        owner may (PERMISSION_DENIED); an unknown name is NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +143,16 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.Ack,
                     request_deserializer=edgegate_dot_v1_dot_gateway__pb2.AckRequest.FromString,
                     response_serializer=edgegate_dot_v1_dot_gateway__pb2.AckResponse.SerializeToString,
+            ),
+            'ListConsumers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConsumers,
+                    request_deserializer=edgegate_dot_v1_dot_gateway__pb2.ListConsumersRequest.FromString,
+                    response_serializer=edgegate_dot_v1_dot_gateway__pb2.ListConsumersResponse.SerializeToString,
+            ),
+            'DeleteConsumer': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteConsumer,
+                    request_deserializer=edgegate_dot_v1_dot_gateway__pb2.DeleteConsumerRequest.FromString,
+                    response_serializer=edgegate_dot_v1_dot_gateway__pb2.DeleteConsumerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -208,5 +247,39 @@ class Gateway(object):
         return grpc.experimental.unary_unary(request, target, '/edgegate.v1.Gateway/Ack',
             edgegate_dot_v1_dot_gateway__pb2.AckRequest.SerializeToString,
             edgegate_dot_v1_dot_gateway__pb2.AckResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListConsumers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/edgegate.v1.Gateway/ListConsumers',
+            edgegate_dot_v1_dot_gateway__pb2.ListConsumersRequest.SerializeToString,
+            edgegate_dot_v1_dot_gateway__pb2.ListConsumersResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DeleteConsumer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/edgegate.v1.Gateway/DeleteConsumer',
+            edgegate_dot_v1_dot_gateway__pb2.DeleteConsumerRequest.SerializeToString,
+            edgegate_dot_v1_dot_gateway__pb2.DeleteConsumerResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

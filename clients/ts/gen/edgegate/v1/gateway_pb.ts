@@ -17,7 +17,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file edgegate/v1/gateway.proto.
  */
 export const file_edgegate_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("ChllZGdlZ2F0ZS92MS9nYXRld2F5LnByb3RvEgtlZGdlZ2F0ZS52MSKXAQoFVmFsdWUSFgoMZG91YmxlX3ZhbHVlGAEgASgBSAASEwoJaW50X3ZhbHVlGAIgASgDSAASFAoKdWludF92YWx1ZRgDIAEoBEgAEhQKCmJvb2xfdmFsdWUYBCABKAhIABIWCgxzdHJpbmdfdmFsdWUYBSABKAlIABIVCgtieXRlc192YWx1ZRgGIAEoDEgAQgYKBGtpbmQiqAMKB01lc3NhZ2USEAoIc2VxdWVuY2UYASABKAQSDgoGZGV2aWNlGAIgASgJEg0KBXBvaW50GAMgASgJEicKCHByb3RvY29sGAQgASgOMhUuZWRnZWdhdGUudjEuUHJvdG9jb2wSIQoFdmFsdWUYBSABKAsyEi5lZGdlZ2F0ZS52MS5WYWx1ZRIlCgdxdWFsaXR5GAYgASgOMhQuZWRnZWdhdGUudjEuUXVhbGl0eRIvCgtzb3VyY2VfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZ2F0ZXdheV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR1bml0GAkgASgJEjAKBmxhYmVscxgKIAMoCzIgLmVkZ2VnYXRlLnYxLk1lc3NhZ2UuTGFiZWxzRW50cnkSJwoIcHJpb3JpdHkYCyABKA4yFS5lZGdlZ2F0ZS52MS5Qcmlvcml0eRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIuECChBTdWJzY3JpYmVSZXF1ZXN0Eg8KB2RldmljZXMYASADKAkSDgoGcG9pbnRzGAIgAygJEigKCXByb3RvY29scxgDIAMoDjIVLmVkZ2VnYXRlLnYxLlByb3RvY29sEjkKBmxhYmVscxgEIAMoCzIpLmVkZ2VnYXRlLnYxLlN1YnNjcmliZVJlcXVlc3QuTGFiZWxzRW50cnkSFwoNZnJvbV9lYXJsaWVzdBgFIAEoCEgAEhgKDmFmdGVyX3NlcXVlbmNlGAYgASgESAASEAoIY29uc3VtZXIYByABKAkSIwoGYnVkZ2V0GAggASgLMhMuZWRnZWdhdGUudjEuQnVkZ2V0EiUKBHNoZWQYCSABKA4yFy5lZGdlZ2F0ZS52MS5TaGVkUG9saWN5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCBwoFc3RhcnQiPwoGQnVkZ2V0EhsKE21lc3NhZ2VzX3Blcl9zZWNvbmQYASABKAESGAoQYnl0ZXNfcGVyX3NlY29uZBgCIAEoASIwCgpBY2tSZXF1ZXN0EhAKCGNvbnN1bWVyGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEIh8KC0Fja1Jlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEImQKDFdyaXRlUmVxdWVzdBIOCgZkZXZpY2UYASABKAkSDQoFcG9pbnQYAiABKAkSIQoFdmFsdWUYAyABKAsyEi5lZGdlZ2F0ZS52MS5WYWx1ZRISCgpyZXF1ZXN0X2lkGAQgASgJIl8KDVdyaXRlUmVzcG9uc2USDgoGZGV2aWNlGAEgASgJEg0KBXBvaW50GAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSDAoEY29kZRgEIAEoBRINCgVlcnJvchgFIAEoCSIpCghQb2ludFJlZhIOCgZkZXZpY2UYASABKAkSDQoFcG9pbnQYAiABKAkiXQoLUmVhZFJlcXVlc3QSJQoGcG9pbnRzGAEgAygLMhUuZWRnZWdhdGUudjEuUG9pbnRSZWYSJwoGc291cmNlGAIgASgOMhcuZWRnZWdhdGUudjEuUmVhZFNvdXJjZSI2CgxSZWFkUmVzcG9uc2USJgoIbWVzc2FnZXMYASADKAsyFC5lZGdlZ2F0ZS52MS5NZXNzYWdlIk8KEkxpc3REZXZpY2VzUmVxdWVzdBIPCgdkZXZpY2VzGAEgAygJEigKCXByb3RvY29scxgCIAMoDjIVLmVkZ2VnYXRlLnYxLlByb3RvY29sIpwCCgZEZXZpY2USCgoCaWQYASABKAkSJwoIcHJvdG9jb2wYAiABKA4yFS5lZGdlZ2F0ZS52MS5Qcm90b2NvbBInCgVzdGF0ZRgDIAEoDjIYLmVkZ2VnYXRlLnYxLkRldmljZVN0YXRlEi0KCWxhc3Rfc2VlbhgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbGFzdF9lcnJvchgFIAEoCRIQCghtZXNzYWdlcxgGIAEoBBIOCgZlcnJvcnMYByABKAQSDgoGd3JpdGVzGAggASgEEg4KBnBvaW50cxgJIAMoCRIvCgtzdGF0ZV9zaW5jZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOwoTTGlzdERldmljZXNSZXNwb25zZRIkCgdkZXZpY2VzGAEgAygLMhMuZWRnZWdhdGUudjEuRGV2aWNlKnMKCFByb3RvY29sEhgKFFBST1RPQ09MX1VOU1BFQ0lGSUVEEAASEQoNUFJPVE9DT0xfTVFUVBABEhEKDVBST1RPQ09MX0NPQVAQAhISCg5QUk9UT0NPTF9PUENVQRADEhMKD1BST1RPQ09MX01PREJVUxAEKlwKB1F1YWxpdHkSFwoTUVVBTElUWV9VTlNQRUNJRklFRBAAEhAKDFFVQUxJVFlfR09PRBABEhUKEVFVQUxJVFlfVU5DRVJUQUlOEAISDwoLUVVBTElUWV9CQUQQAyp1CghQcmlvcml0eRIYChRQUklPUklUWV9VTlNQRUNJRklFRBAAEhAKDFBSSU9SSVRZX0xPVxABEhMKD1BSSU9SSVRZX05PUk1BTBACEhEKDVBSSU9SSVRZX0hJR0gQAxIVChFQUklPUklUWV9DUklUSUNBTBAEKpsBCgtEZXZpY2VTdGF0ZRIcChhERVZJQ0VfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZERVZJQ0VfU1RBVEVfQ09OTkVDVEVEEAESHQoZREVWSUNFX1NUQVRFX0RJU0NPTk5FQ1RFRBACEhYKEkRFVklDRV9TVEFURV9FUlJPUhADEhsKF0RFVklDRV9TVEFURV9DT05ORUNUSU5HEAQqUAoKU2hlZFBvbGljeRIUChBTSEVEX1BPTElDWV9EUk9QEAASFAoQU0hFRF9QT0xJQ1lfSE9MRBABEhYKElNIRURfUE9MSUNZX0xBVEVTVBACKjsKClJlYWRTb3VyY2USFQoRUkVBRF9TT1VSQ0VfQ0FDSEUQABIWChJSRUFEX1NPVVJDRV9ERVZJQ0UQATLWAgoHR2F0ZXdheRJCCglTdWJzY3JpYmUSHS5lZGdlZ2F0ZS52MS5TdWJzY3JpYmVSZXF1ZXN0GhQuZWRnZWdhdGUudjEuTWVzc2FnZTABEj4KBVdyaXRlEhkuZWRnZWdhdGUudjEuV3JpdGVSZXF1ZXN0GhouZWRnZWdhdGUudjEuV3JpdGVSZXNwb25zZRI7CgRSZWFkEhguZWRnZWdhdGUudjEuUmVhZFJlcXVlc3QaGS5lZGdlZ2F0ZS52MS5SZWFkUmVzcG9uc2USUAoLTGlzdERldmljZXMSHy5lZGdlZ2F0ZS52MS5MaXN0RGV2aWNlc1JlcXVlc3QaIC5lZGdlZ2F0ZS52MS5MaXN0RGV2aWNlc1Jlc3BvbnNlEjgKA0FjaxIXLmVkZ2VnYXRlLnYxLkFja1JlcXVlc3QaGC5lZGdlZ2F0ZS52MS5BY2tSZXNwb25zZUI7WjlnaXRodWIuY29tL2VkZ2VnYXRlL2VkZ2VnYXRlL3Byb3RvL2VkZ2VnYXRlL3YxO2VkZ2VnYXRldjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChllZGdlZ2F0ZS92MS9nYXRld2F5LnByb3RvEgtlZGdlZ2F0ZS52MSKXAQoFVmFsdWUSFgoMZG91YmxlX3ZhbHVlGAEgASgBSAASEwoJaW50X3ZhbHVlGAIgASgDSAASFAoKdWludF92YWx1ZRgDIAEoBEgAEhQKCmJvb2xfdmFsdWUYBCABKAhIABIWCgxzdHJpbmdfdmFsdWUYBSABKAlIABIVCgtieXRlc192YWx1ZRgGIAEoDEgAQgYKBGtpbmQiqAMKB01lc3NhZ2USEAoIc2VxdWVuY2UYASABKAQSDgoGZGV2aWNlGAIgASgJEg0KBXBvaW50GAMgASgJEicKCHByb3RvY29sGAQgASgOMhUuZWRnZWdhdGUudjEuUHJvdG9jb2wSIQoFdmFsdWUYBSABKAsyEi5lZGdlZ2F0ZS52MS5WYWx1ZRIlCgdxdWFsaXR5GAYgASgOMhQuZWRnZWdhdGUudjEuUXVhbGl0eRIvCgtzb3VyY2VfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZ2F0ZXdheV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR1bml0GAkgASgJEjAKBmxhYmVscxgKIAMoCzIgLmVkZ2VnYXRlLnYxLk1lc3NhZ2UuTGFiZWxzRW50cnkSJwoIcHJpb3JpdHkYCyABKA4yFS5lZGdlZ2F0ZS52MS5Qcmlvcml0eRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIuECChBTdWJzY3JpYmVSZXF1ZXN0Eg8KB2RldmljZXMYASADKAkSDgoGcG9pbnRzGAIgAygJEigKCXByb3RvY29scxgDIAMoDjIVLmVkZ2VnYXRlLnYxLlByb3RvY29sEjkKBmxhYmVscxgEIAMoCzIpLmVkZ2VnYXRlLnYxLlN1YnNjcmliZVJlcXVlc3QuTGFiZWxzRW50cnkSFwoNZnJvbV9lYXJsaWVzdBgFIAEoCEgAEhgKDmFmdGVyX3NlcXVlbmNlGAYgASgESAASEAoIY29uc3VtZXIYByABKAkSIwoGYnVkZ2V0GAggASgLMhMuZWRnZWdhdGUudjEuQnVkZ2V0EiUKBHNoZWQYCSABKA4yFy5lZGdlZ2F0ZS52MS5TaGVkUG9saWN5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCBwoFc3RhcnQiPwoGQnVkZ2V0EhsKE21lc3NhZ2VzX3Blcl9zZWNvbmQYASABKAESGAoQYnl0ZXNfcGVyX3NlY29uZBgCIAEoASIwCgpBY2tSZXF1ZXN0EhAKCGNvbnN1bWVyGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEIh8KC0Fja1Jlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEImQKDFdyaXRlUmVxdWVzdBIOCgZkZXZpY2UYASABKAkSDQoFcG9pbnQYAiABKAkSIQoFdmFsdWUYAyABKAsyEi5lZGdlZ2F0ZS52MS5WYWx1ZRISCgpyZXF1ZXN0X2lkGAQgASgJIl8KDVdyaXRlUmVzcG9uc2USDgoGZGV2aWNlGAEgASgJEg0KBXBvaW50GAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSDAoEY29kZRgEIAEoBRINCgVlcnJvchgFIAEoCSIpCghQb2ludFJlZhIOCgZkZXZpY2UYASABKAkSDQoFcG9pbnQYAiABKAkihAEKC1JlYWRSZXF1ZXN0EiUKBnBvaW50cxgBIAMoCzIVLmVkZ2VnYXRlLnYxLlBvaW50UmVmEicKBnNvdXJjZRgCIAEoDjIXLmVkZ2VnYXRlLnYxLlJlYWRTb3VyY2USEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiTwoMUmVhZFJlc3BvbnNlEiYKCG1lc3NhZ2VzGAEgAygLMhQuZWRnZWdhdGUudjEuTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiqwEKCENvbnN1bWVyEgwKBG5hbWUYASABKAkSEAoIc2VxdWVuY2UYAiABKAQSFAoMYWNrbm93bGVkZ2VkGAMgASgIEg0KBW93bmVyGAQgASgJEi0KCWxhc3RfdXNlZBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoHZXhwaXJlcxgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFgoUTGlzdENvbnN1bWVyc1JlcXVlc3QiQQoVTGlzdENvbnN1bWVyc1Jlc3BvbnNlEigKCWNvbnN1bWVycxgBIAMoCzIVLmVkZ2VnYXRlLnYxLkNvbnN1bWVyIikKFURlbGV0ZUNvbnN1bWVyUmVxdWVzdBIQCghjb25zdW1lchgBIAEoCSIYChZEZWxldGVDb25zdW1lclJlc3BvbnNlIk8KEkxpc3REZXZpY2VzUmVxdWVzdBIPCgdkZXZpY2VzGAEgAygJEigKCXByb3RvY29scxgCIAMoDjIVLmVkZ2VnYXRlLnYxLlByb3RvY29sIpwCCgZEZXZpY2USCgoCaWQYASABKAkSJwoIcHJvdG9jb2wYAiABKA4yFS5lZGdlZ2F0ZS52MS5Qcm90b2NvbBInCgVzdGF0ZRgDIAEoDjIYLmVkZ2VnYXRlLnYxLkRldmljZVN0YXRlEi0KCWxhc3Rfc2VlbhgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbGFzdF9lcnJvchgFIAEoCRIQCghtZXNzYWdlcxgGIAEoBBIOCgZlcnJvcnMYByABKAQSDgoGd3JpdGVzGAggASgEEg4KBnBvaW50cxgJIAMoCRIvCgtzdGF0ZV9zaW5jZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOwoTTGlzdERldmljZXNSZXNwb25zZRIkCgdkZXZpY2VzGAEgAygLMhMuZWRnZWdhdGUudjEuRGV2aWNlKnMKCFByb3RvY29sEhgKFFBST1RPQ09MX1VOU1BFQ0lGSUVEEAASEQoNUFJPVE9DT0xfTVFUVBABEhEKDVBST1RPQ09MX0NPQVAQAhISCg5QUk9UT0NPTF9PUENVQRADEhMKD1BST1RPQ09MX01PREJVUxAEKlwKB1F1YWxpdHkSFwoTUVVBTElUWV9VTlNQRUNJRklFRBAAEhAKDFFVQUxJVFlfR09PRBABEhUKEVFVQUxJVFlfVU5DRVJUQUlOEAISDwoLUVVBTElUWV9CQUQQAyp1CghQcmlvcml0eRIYChRQUklPUklUWV9VTlNQRUNJRklFRBAAEhAKDFBSSU9SSVRZX0xPVxABEhMKD1BSSU9SSVRZX05PUk1BTBACEhEKDVBSSU9SSVRZX0hJR0gQAxIVChFQUklPUklUWV9DUklUSUNBTBAEKpsBCgtEZXZpY2VTdGF0ZRIcChhERVZJQ0VfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZERVZJQ0VfU1RBVEVfQ09OTkVDVEVEEAESHQoZREVWSUNFX1NUQVRFX0RJU0NPTk5FQ1RFRBACEhYKEkRFVklDRV9TVEFURV9FUlJPUhADEhsKF0RFVklDRV9TVEFURV9DT05ORUNUSU5HEAQqUAoKU2hlZFBvbGljeRIUChBTSEVEX1BPTElDWV9EUk9QEAASFAoQU0hFRF9QT0xJQ1lfSE9MRBABEhYKElNIRURfUE9MSUNZX0xBVEVTVBACKjsKClJlYWRTb3VyY2USFQoRUkVBRF9TT1VSQ0VfQ0FDSEUQABIWChJSRUFEX1NPVVJDRV9ERVZJQ0UQATKJBAoHR2F0ZXdheRJCCglTdWJzY3JpYmUSHS5lZGdlZ2F0ZS52MS5TdWJzY3JpYmVSZXF1ZXN0GhQuZWRnZWdhdGUudjEuTWVzc2FnZTABEj4KBVdyaXRlEhkuZWRnZWdhdGUudjEuV3JpdGVSZXF1ZXN0GhouZWRnZWdhdGUudjEuV3JpdGVSZXNwb25zZRI7CgRSZWFkEhguZWRnZWdhdGUudjEuUmVhZFJlcXVlc3QaGS5lZGdlZ2F0ZS52MS5SZWFkUmVzcG9uc2USUAoLTGlzdERldmljZXMSHy5lZGdlZ2F0ZS52MS5MaXN0RGV2aWNlc1JlcXVlc3QaIC5lZGdlZ2F0ZS52MS5MaXN0RGV2aWNlc1Jlc3BvbnNlEjgKA0FjaxIXLmVkZ2VnYXRlLnYxLkFja1JlcXVlc3QaGC5lZGdlZ2F0ZS52MS5BY2tSZXNwb25zZRJWCg1MaXN0Q29uc3VtZXJzEiEuZWRnZWdhdGUudjEuTGlzdENvbnN1bWVyc1JlcXVlc3QaIi5lZGdlZ2F0ZS52MS5MaXN0Q29uc3VtZXJzUmVzcG9uc2USWQoORGVsZXRlQ29uc3VtZXISIi5lZGdlZ2F0ZS52MS5EZWxldGVDb25zdW1lclJlcXVlc3QaIy5lZGdlZ2F0ZS52MS5EZWxldGVDb25zdW1lclJlc3BvbnNlQjtaOWdpdGh1Yi5jb20vZWRnZWdhdGUvZWRnZWdhdGUvcHJvdG8vZWRnZWdhdGUvdjE7ZWRnZWdhdGV2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message edgegate.v1.Value
@@ -206,7 +206,11 @@ export type SubscribeRequest = Message$1<"edgegate.v1.SubscribeRequest"> & {
    * Durable consumer: the gateway keeps its acknowledged position (see Ack). When
    * the consumer has a position, the stream continues after it and `start` is
    * ignored; a new consumer starts where `start` says. Names are 1 to 128 letters,
-   * digits, '.', '_' or '-'.
+   * digits, '.', '_' or '-'. A Subscribe with a new name creates the consumer
+   * (at most 1,024; RESOURCE_EXHAUSTED beyond); under grpc.authz it belongs to the
+   * caller's identity, and another identity's Subscribe or Ack with it is
+   * PERMISSION_DENIED. A consumer neither subscribed with nor acknowledged for
+   * grpc.consumer_ttl (default 7 days) is forgotten.
    *
    * @generated from field: string consumer = 7;
    */
@@ -267,6 +271,9 @@ export const BudgetSchema: GenMessage<Budget> = /*@__PURE__*/
   messageDesc(file_edgegate_v1_gateway, 3);
 
 /**
+ * Ack of a consumer that no Subscribe created (or that was deleted or expired)
+ * is NOT_FOUND: an Ack never creates one.
+ *
  * @generated from message edgegate.v1.AckRequest
  */
 export type AckRequest = Message$1<"edgegate.v1.AckRequest"> & {
@@ -410,7 +417,8 @@ export const PointRefSchema: GenMessage<PointRef> = /*@__PURE__*/
  */
 export type ReadRequest = Message$1<"edgegate.v1.ReadRequest"> & {
   /**
-   * Empty: every point's latest Message.
+   * Empty: every point's latest Message, a page at a time, ordered by device and
+   * point. At most 10,000 points a request.
    *
    * @generated from field: repeated edgegate.v1.PointRef points = 1;
    */
@@ -420,6 +428,25 @@ export type ReadRequest = Message$1<"edgegate.v1.ReadRequest"> & {
    * @generated from field: edgegate.v1.ReadSource source = 2;
    */
   source: ReadSource;
+
+  /**
+   * Without points: the most messages a response holds. Zero takes the default,
+   * 1,000; more than 10,000 is taken as 10,000; negative is INVALID_ARGUMENT. A
+   * page also stops before 2 MiB on the wire, whatever its size.
+   * (A client older than paging gets the first page and a next_page_token it
+   * does not read.)
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * Without points: the next_page_token of the previous response; empty for the
+   * first page. A token that this gateway did not issue is INVALID_ARGUMENT.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
 };
 
 /**
@@ -437,6 +464,15 @@ export type ReadResponse = Message$1<"edgegate.v1.ReadResponse"> & {
    * @generated from field: repeated edgegate.v1.Message messages = 1;
    */
   messages: Message[];
+
+  /**
+   * Set when there may be more points after this page: pass it as page_token.
+   * A point whose first value arrives between two pages is in a later page if
+   * it sorts after the last point returned.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -445,6 +481,122 @@ export type ReadResponse = Message$1<"edgegate.v1.ReadResponse"> & {
  */
 export const ReadResponseSchema: GenMessage<ReadResponse> = /*@__PURE__*/
   messageDesc(file_edgegate_v1_gateway, 10);
+
+/**
+ * @generated from message edgegate.v1.Consumer
+ */
+export type Consumer = Message$1<"edgegate.v1.Consumer"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The acknowledged sequence; meaningful when acknowledged is set.
+   *
+   * @generated from field: uint64 sequence = 2;
+   */
+  sequence: bigint;
+
+  /**
+   * False until the first Ack: a Subscribe then starts where its request says.
+   *
+   * @generated from field: bool acknowledged = 3;
+   */
+  acknowledged: boolean;
+
+  /**
+   * The identity that created it under grpc.authz; empty: it belongs to nobody
+   * (no grpc.authz, or a consumer from before consumers had owners, which the
+   * first identity to use it takes).
+   *
+   * @generated from field: string owner = 4;
+   */
+  owner: string;
+
+  /**
+   * The last Subscribe or Ack with it.
+   *
+   * @generated from field: google.protobuf.Timestamp last_used = 5;
+   */
+  lastUsed?: Timestamp | undefined;
+
+  /**
+   * When it is forgotten if nobody uses it (last_used + grpc.consumer_ttl).
+   *
+   * @generated from field: google.protobuf.Timestamp expires = 6;
+   */
+  expires?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message edgegate.v1.Consumer.
+ * Use `create(ConsumerSchema)` to create a new message.
+ */
+export const ConsumerSchema: GenMessage<Consumer> = /*@__PURE__*/
+  messageDesc(file_edgegate_v1_gateway, 11);
+
+/**
+ * @generated from message edgegate.v1.ListConsumersRequest
+ */
+export type ListConsumersRequest = Message$1<"edgegate.v1.ListConsumersRequest"> & {
+};
+
+/**
+ * Describes the message edgegate.v1.ListConsumersRequest.
+ * Use `create(ListConsumersRequestSchema)` to create a new message.
+ */
+export const ListConsumersRequestSchema: GenMessage<ListConsumersRequest> = /*@__PURE__*/
+  messageDesc(file_edgegate_v1_gateway, 12);
+
+/**
+ * @generated from message edgegate.v1.ListConsumersResponse
+ */
+export type ListConsumersResponse = Message$1<"edgegate.v1.ListConsumersResponse"> & {
+  /**
+   * Sorted by name.
+   *
+   * @generated from field: repeated edgegate.v1.Consumer consumers = 1;
+   */
+  consumers: Consumer[];
+};
+
+/**
+ * Describes the message edgegate.v1.ListConsumersResponse.
+ * Use `create(ListConsumersResponseSchema)` to create a new message.
+ */
+export const ListConsumersResponseSchema: GenMessage<ListConsumersResponse> = /*@__PURE__*/
+  messageDesc(file_edgegate_v1_gateway, 13);
+
+/**
+ * @generated from message edgegate.v1.DeleteConsumerRequest
+ */
+export type DeleteConsumerRequest = Message$1<"edgegate.v1.DeleteConsumerRequest"> & {
+  /**
+   * @generated from field: string consumer = 1;
+   */
+  consumer: string;
+};
+
+/**
+ * Describes the message edgegate.v1.DeleteConsumerRequest.
+ * Use `create(DeleteConsumerRequestSchema)` to create a new message.
+ */
+export const DeleteConsumerRequestSchema: GenMessage<DeleteConsumerRequest> = /*@__PURE__*/
+  messageDesc(file_edgegate_v1_gateway, 14);
+
+/**
+ * @generated from message edgegate.v1.DeleteConsumerResponse
+ */
+export type DeleteConsumerResponse = Message$1<"edgegate.v1.DeleteConsumerResponse"> & {
+};
+
+/**
+ * Describes the message edgegate.v1.DeleteConsumerResponse.
+ * Use `create(DeleteConsumerResponseSchema)` to create a new message.
+ */
+export const DeleteConsumerResponseSchema: GenMessage<DeleteConsumerResponse> = /*@__PURE__*/
+  messageDesc(file_edgegate_v1_gateway, 15);
 
 /**
  * @generated from message edgegate.v1.ListDevicesRequest
@@ -470,7 +622,7 @@ export type ListDevicesRequest = Message$1<"edgegate.v1.ListDevicesRequest"> & {
  * Use `create(ListDevicesRequestSchema)` to create a new message.
  */
 export const ListDevicesRequestSchema: GenMessage<ListDevicesRequest> = /*@__PURE__*/
-  messageDesc(file_edgegate_v1_gateway, 11);
+  messageDesc(file_edgegate_v1_gateway, 16);
 
 /**
  * @generated from message edgegate.v1.Device
@@ -542,7 +694,7 @@ export type Device = Message$1<"edgegate.v1.Device"> & {
  * Use `create(DeviceSchema)` to create a new message.
  */
 export const DeviceSchema: GenMessage<Device> = /*@__PURE__*/
-  messageDesc(file_edgegate_v1_gateway, 12);
+  messageDesc(file_edgegate_v1_gateway, 17);
 
 /**
  * @generated from message edgegate.v1.ListDevicesResponse
@@ -559,7 +711,7 @@ export type ListDevicesResponse = Message$1<"edgegate.v1.ListDevicesResponse"> &
  * Use `create(ListDevicesResponseSchema)` to create a new message.
  */
 export const ListDevicesResponseSchema: GenMessage<ListDevicesResponse> = /*@__PURE__*/
-  messageDesc(file_edgegate_v1_gateway, 13);
+  messageDesc(file_edgegate_v1_gateway, 18);
 
 /**
  * @generated from enum edgegate.v1.Protocol
@@ -799,8 +951,9 @@ export const Gateway: GenService<{
     output: typeof WriteResponseSchema;
   },
   /**
-   * Read returns the latest value of points, from the cache or the device; an empty
-   * request returns every point's latest Message.
+   * Read returns the latest value of points, from the cache or the device; a
+   * request without points returns every point's latest Message, a page at a time
+   * (see ReadRequest.page_size).
    *
    * @generated from rpc edgegate.v1.Gateway.Read
    */
@@ -831,6 +984,30 @@ export const Gateway: GenService<{
     methodKind: "unary";
     input: typeof AckRequestSchema;
     output: typeof AckResponseSchema;
+  },
+  /**
+   * ListConsumers lists the durable consumers: under grpc.authz, those of the
+   * caller's identity (and those that belong to nobody yet). The gateway's own
+   * (names starting with "uplink") are not listed.
+   *
+   * @generated from rpc edgegate.v1.Gateway.ListConsumers
+   */
+  listConsumers: {
+    methodKind: "unary";
+    input: typeof ListConsumersRequestSchema;
+    output: typeof ListConsumersResponseSchema;
+  },
+  /**
+   * DeleteConsumer forgets a durable consumer and its position; a stream open
+   * with it goes on, and its next Ack is NOT_FOUND. Under grpc.authz, only the
+   * owner may (PERMISSION_DENIED); an unknown name is NOT_FOUND.
+   *
+   * @generated from rpc edgegate.v1.Gateway.DeleteConsumer
+   */
+  deleteConsumer: {
+    methodKind: "unary";
+    input: typeof DeleteConsumerRequestSchema;
+    output: typeof DeleteConsumerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_edgegate_v1_gateway, 0);
