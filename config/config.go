@@ -49,20 +49,9 @@ type Config struct {
 	// section in the file and those named by a device.
 	Protocols map[string]protocols.Config `yaml:"-"`
 	// source holds each protocol's section and devices as canonical YAML, so that a
-	// reload can tell which protocols changed.
-	source map[string]string
-}
-
-// ProtocolSource is a protocol's section and devices, re-encoded canonically: two
-// configs that give a protocol the same source give it the same config.
-func (c *Config) ProtocolSource(name string) string { return c.source[name] }
-
-func (c *Config) addSource(name string, n *yaml.Node) {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		b = []byte(fmt.Sprintf("unencodable: %v", err)) // differs from anything else
-	}
-	c.source[name] += string(b) + "\n---\n"
+	// reload can tell which protocols changed. A builder, not a string: appending
+	// device by device to a string copied it whole each time (quadratic in devices).
+	source map[string]*strings.Builder
 }
 
 // Gateway is the `gateway:` section.
@@ -157,7 +146,7 @@ func (p Problems) Error() string {
 // Parse decodes and validates a config. On failure the error is a Problems
 // listing every problem found.
 func Parse(b []byte) (*Config, error) {
-	c := &Config{Protocols: map[string]protocols.Config{}, source: map[string]string{}}
+	c := &Config{Protocols: map[string]protocols.Config{}, source: map[string]*strings.Builder{}}
 	var probs Problems
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
