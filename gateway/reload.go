@@ -350,7 +350,9 @@ func (g *Gateway) watchConfig(ctx context.Context, path string, every time.Durat
 		}
 		res, err := g.Reload(ctx, next)
 		if err != nil {
-			g.log.Error("config reload refused; the running config stays", "file", path, "err", err)
+			// The error says whether the running config stays (refused, or
+			// undone) or, undoing having failed, which parts do not.
+			g.log.Error("config reload not applied", "file", path, "err", err)
 			continue
 		}
 		g.log.Info("config reloaded", "file", path, "result", res.String())
