@@ -23,7 +23,8 @@
 // (a request of several points is split into single reads; the points the device
 // answers alone are read with their direct neighbours from then on, without the
 // gaps) and the rest are polled as before; other exceptions put the device in error. A timeout, a
-// transaction-id mismatch or a malformed frame drops the TCP connection (a late
+// transaction-id mismatch, an answer from another unit id (RTU: address) than
+// the one asked, or a malformed frame drops the TCP connection (a late
 // answer must never be read as the next one) and reconnects after an exponential
 // backoff with jitter; on an RTU line the unit is marked disconnected and the line
 // drained, and the other units go on. When a device is lost its published points
