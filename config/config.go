@@ -49,9 +49,10 @@ type Config struct {
 	// Protocols holds each configured protocol's config by name: those with a
 	// section in the file and those named by a device.
 	Protocols map[string]protocols.Config `yaml:"-"`
-	// source holds each protocol's section and devices as canonical YAML, so that a
-	// reload can tell which protocols changed. A builder, not a string: appending
-	// device by device to a string copied it whole each time (quadratic in devices).
+	// source holds each protocol's section and devices in a canonical form
+	// (source.go), so that a reload can tell which protocols changed. A builder, not
+	// a string: appending device by device to a string copied it whole each time
+	// (quadratic in devices).
 	source map[string]*strings.Builder
 	// devices are the `devices:` entries as the registry sees them (limits.go).
 	devices []Device
