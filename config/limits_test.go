@@ -110,3 +110,31 @@ func TestParseStopsWhenTheContextEnds(t *testing.T) {
 		t.Errorf("a cancelled parse is not a list of the config's problems: %v", err)
 	}
 }
+
+// A reload restarts or reconfigures a protocol when its source changed: values and
+// tags count, comments and quoting do not.
+func TestProtocolSource(t *testing.T) {
+	src := func(y string) string {
+		t.Helper()
+		c, err := config.Parse([]byte(y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.ProtocolSource("mqtt")
+	}
+	base := src("devices:\n  - {id: a, protocol: mqtt, labels: {line: x}}\n")
+	if got := src("devices:\n  # the fryer\n  - {id: 'a', protocol: mqtt, labels: {line: \"x\"}}\n"); got != base {
+		t.Errorf("a comment and quotes changed the source:\n%s\n%s", got, base)
+	}
+	for _, y := range []string{
+		"devices:\n  - {id: a, protocol: mqtt, labels: {line: y}}\n",
+		"devices:\n  - {id: a, protocol: mqtt, labels: {line: x}}\n  - {id: b, protocol: mqtt}\n",
+	} {
+		if src(y) == base {
+			t.Errorf("%q has the same source as the base", y)
+		}
+	}
+	if src("devices:\n  - {id: a, protocol: mqtt, labels: {line: \"1\"}}\n") == src("devices:\n  - {id: a, protocol: mqtt, labels: {line: 1}}\n") {
+		t.Error(`"1" and 1 have the same source`)
+	}
+}
