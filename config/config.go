@@ -5,6 +5,7 @@
 package config
 
 import (
+	"context"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -49,21 +50,13 @@ type Config struct {
 	// Protocols holds each configured protocol's config by name: those with a
 	// section in the file and those named by a device.
 	Protocols map[string]protocols.Config `yaml:"-"`
-	// source holds each protocol's section and devices as canonical YAML, so that a
-	// reload can tell which protocols changed.
-	source map[string]string
-}
-
-// ProtocolSource is a protocol's section and devices, re-encoded canonically: two
-// configs that give a protocol the same source give it the same config.
-func (c *Config) ProtocolSource(name string) string { return c.source[name] }
-
-func (c *Config) addSource(name string, n *yaml.Node) {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		b = []byte(fmt.Sprintf("unencodable: %v", err)) // differs from anything else
-	}
-	c.source[name] += string(b) + "\n---\n"
+	// source holds each protocol's section and devices in a canonical form
+	// (source.go), so that a reload can tell which protocols changed. A builder, not
+	// a string: appending device by device to a string copied it whole each time
+	// (quadratic in devices).
+	source map[string]*strings.Builder
+	// devices are the `devices:` entries as the registry sees them (limits.go).
+	devices []Device
 }
 
 // Gateway is the `gateway:` section.
@@ -142,12 +135,15 @@ const (
 var notYet = map[string]string{}
 
 // Load reads a config file.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadContext(context.Background(), path) }
+
+// LoadContext is Load that gives up when ctx ends (`check` on SIGTERM).
+func LoadContext(ctx context.Context, path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(b)
+	return ParseContext(ctx, b)
 }
 
 // Problems is every problem found in a config, one a line.
@@ -163,8 +159,14 @@ func (p Problems) Error() string {
 
 // Parse decodes and validates a config. On failure the error is a Problems
 // listing every problem found.
-func Parse(b []byte) (*Config, error) {
-	c := &Config{Protocols: map[string]protocols.Config{}, source: map[string]string{}}
+func Parse(b []byte) (*Config, error) { return ParseContext(context.Background(), b) }
+
+// ParseContext is Parse that gives up when ctx ends, with ctx's error (not a
+// Problems): a large config takes seconds, and `check` must stop on a signal. It
+// looks at ctx between devices and before each long step; decoding the YAML text
+// itself is not interrupted.
+func ParseContext(ctx context.Context, b []byte) (*Config, error) {
+	c := &Config{Protocols: map[string]protocols.Config{}, source: map[string]*strings.Builder{}}
 	var probs Problems
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
@@ -230,8 +232,15 @@ func Parse(b []byte) (*Config, error) {
 		}
 	}
 	c.setDefaults()
-	probs = append(probs, c.decodeDevices(devices)...)
+	probs = append(probs, c.decodeDevices(ctx, devices)...)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	probs = append(probs, c.validate()...)
+	probs = append(probs, c.validateLimits()...)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	// Functions last: compiling a WebAssembly module takes a while.
 	set, errs := functions.Compile(c.Functions, functions.CompileOptions{})
 	for _, err := range errs {
@@ -274,11 +283,18 @@ func (c *Config) setDefaults() {
 	if c.Gateway.LogLevel == "" {
 		c.Gateway.LogLevel = "info"
 	}
+	// Zero only: a negative bound is an error that validate reports.
+	if c.Gateway.MaxDevices == 0 {
+		c.Gateway.MaxDevices = DefaultMaxDevices
+	}
+	if c.Gateway.MaxPointsPerDevice == 0 {
+		c.Gateway.MaxPointsPerDevice = DefaultMaxPointsPerDevice
+	}
 }
 
 // decodeDevices hands each `devices:` entry to the config of the protocol it names,
 // creating that config when the file has no section for it.
-func (c *Config) decodeDevices(list *yaml.Node) Problems {
+func (c *Config) decodeDevices(ctx context.Context, list *yaml.Node) Problems {
 	if list == nil {
 		return nil
 	}
@@ -288,6 +304,9 @@ func (c *Config) decodeDevices(list *yaml.Node) Problems {
 	var probs Problems
 	ids := map[string]int{}
 	for i, n := range list.Content {
+		if i%64 == 0 && ctx.Err() != nil {
+			return probs // Parse reports ctx's error
+		}
 		var head struct {
 			ID       string `yaml:"id"`
 			Protocol string `yaml:"protocol"`
@@ -304,8 +323,9 @@ func (c *Config) decodeDevices(list *yaml.Node) Problems {
 		case head.ID == "":
 			probs = append(probs, fmt.Errorf("%s: line %d: id is required", where, n.Line))
 			continue
-		case len(head.ID) > bridge.MaxNameLen:
-			probs = append(probs, fmt.Errorf("%s: id longer than %d bytes", where, bridge.MaxNameLen))
+		}
+		if err := validName(head.ID); err != nil {
+			probs = append(probs, fmt.Errorf("%s: line %d: id: %w", where, keyLine(n, "id"), err))
 			continue
 		}
 		if j, dup := ids[head.ID]; dup {
@@ -313,6 +333,7 @@ func (c *Config) decodeDevices(list *yaml.Node) Problems {
 			continue
 		}
 		ids[head.ID] = i
+		probs = append(probs, c.declare(where, n, head.ID, head.Protocol)...)
 		newCfg, ok := protocols.Lookup(head.Protocol)
 		if !ok {
 			probs = append(probs, fmt.Errorf("%s: protocol: unknown protocol %q (known: %s)", where, head.Protocol, strings.Join(protocols.Names(), ", ")))

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/protocols"
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,7 +52,7 @@ type reloadMetrics struct {
 func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 	m := &reloadMetrics{
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgegate_config_reloads_total", Help: "Config reloads, by result (ok, invalid, failed).",
+			Name: "edgegate_config_reloads_total", Help: "Config reloads, by result: ok, invalid (the file), refused (the running gateway cannot take it whole), failed (applying failed and was undone).",
 		}, []string{"result"}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgegate_config_last_reload_success_timestamp_seconds", Help: "When a config was last applied.",
@@ -64,6 +65,10 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 	return m
 }
 
+// ErrReloadRefused says a reload was refused before anything changed: the running
+// gateway could not take the config whole.
+var ErrReloadRefused = errors.New("reload refused")
+
 // Reload applies a new, validated config as a difference: protocols added start,
 // protocols removed stop, a protocol whose section or devices changed is
 // reconfigured in place when its adapter can (protocols.Reconfigurer) and restarted
@@ -71,6 +76,13 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 // Everything else (other adapters, their devices and clients, every subscriber
 // stream) is untouched. It is safe to call while Run runs, from one goroutine at a
 // time.
+//
+// A reload is all or nothing. One the running gateway cannot take whole (its device
+// registry's bounds, a device id that belongs to another protocol) is refused
+// before anything changes (ErrReloadRefused); one that fails while applying is
+// undone, protocol by protocol. Either way the running config stays, and the
+// result is empty. Only when undoing fails too is the gateway left in between,
+// which the error says.
 func (g *Gateway) Reload(ctx context.Context, next *config.Config) (ReloadResult, error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
@@ -79,6 +91,17 @@ func (g *Gateway) Reload(ctx context.Context, next *config.Config) (ReloadResult
 		return res, errors.New("reload before Run")
 	}
 	cur := g.config()
+	// The pipeline owns next's functions only once Swap took them.
+	discard := func() {
+		if next.FunctionSet != cur.FunctionSet {
+			next.FunctionSet.Close()
+		}
+	}
+	if err := g.fits(next); err != nil {
+		discard()
+		g.reloadMetrics.reloads.WithLabelValues("refused").Inc()
+		return ReloadResult{}, fmt.Errorf("%w: %w", ErrReloadRefused, err)
+	}
 	for name, same := range map[string]bool{
 		"gateway": reflect.DeepEqual(cur.Gateway, next.Gateway),
 		"grpc":    reflect.DeepEqual(cur.GRPC, next.GRPC),
@@ -105,87 +128,163 @@ func (g *Gateway) Reload(ctx context.Context, next *config.Config) (ReloadResult
 		sorted = append(sorted, n)
 	}
 	sort.Strings(sorted)
-	timeout := cur.Gateway.ShutdownTimeout
-	var errs []error
-	for _, n := range sorted {
-		old := g.adapters.get(n)
-		pc, wanted := next.Protocols[n]
-		switch {
-		case old == nil && wanted:
-			a, err := g.build(n, pc)
-			if err != nil {
-				errs = append(errs, err)
-				continue
+	var touched []string // protocols this reload changed (or began to), to undo
+	fail := func(err error) (ReloadResult, error) {
+		var undo []error
+		for i := len(touched) - 1; i >= 0; i-- {
+			if _, err := g.applyProtocol(ctx, touched[i], next, cur); err != nil {
+				undo = append(undo, err)
 			}
-			g.adapters.add(a)
-			g.adapters.start(a)
-			res.Started = append(res.Started, n)
-		case old != nil && !wanted:
-			if !g.adapters.stop(old, timeout) {
-				errs = append(errs, fmt.Errorf("%s: did not stop within %s", n, timeout))
-			}
-			g.adapters.remove(old)
-			g.route(old.protocol, nil)
-			old.metrics.unregisterAll()
-			res.Stopped = append(res.Stopped, n)
-		case old != nil && cur.ProtocolSource(n) != next.ProtocolSource(n):
-			if rc, ok := old.impl.(protocols.Reconfigurer); ok {
-				err := rc.Reconfigure(ctx, pc)
-				if err == nil {
-					old.cfg = pc
-					res.Reconfigured = append(res.Reconfigured, n)
-					continue
-				}
-				if !errors.Is(err, protocols.ErrRestartRequired) {
-					errs = append(errs, fmt.Errorf("%s: %w", n, err))
-					continue
-				}
-			}
-			// The old one stops first: the new one binds the same ports and
-			// registers the same metrics.
-			if !g.adapters.stop(old, timeout) {
-				errs = append(errs, fmt.Errorf("%s: did not stop within %s", n, timeout))
-			}
-			g.adapters.remove(old)
-			g.route(old.protocol, nil)
-			old.metrics.unregisterAll()
-			a, err := g.build(n, pc)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s stopped and could not start again: %w", n, err))
-				continue
-			}
-			g.adapters.add(a)
-			g.adapters.start(a)
-			res.Restarted = append(res.Restarted, n)
 		}
+		discard()
+		g.reloadMetrics.reloads.WithLabelValues("failed").Inc()
+		if len(undo) > 0 {
+			return ReloadResult{}, fmt.Errorf("%w; undoing it failed too, the gateway runs part of each config: %w", err, errors.Join(undo...))
+		}
+		return ReloadResult{}, fmt.Errorf("%w (undone: the running config stays)", err)
 	}
-	// Edge functions swap atomically; those that did not change keep their state.
-	if next.FunctionSet != cur.FunctionSet {
-		changed := !reflect.DeepEqual(cur.Functions, next.Functions)
-		if err := g.functions.Swap(next.FunctionSet); err != nil {
-			errs = append(errs, fmt.Errorf("functions: %w", err))
-		} else if changed {
-			res.Reconfigured = append(res.Reconfigured, "functions")
+	for _, n := range sorted {
+		did, err := g.applyProtocol(ctx, n, cur, next)
+		if did != nil || err != nil {
+			touched = append(touched, n)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if did != nil {
+			list := did(&res)
+			*list = append(*list, n)
 		}
 	}
 	// Reporting rules swap at once: what the old ones held is published, and every
 	// point starts afresh.
 	if !reflect.DeepEqual(cur.Reporting, next.Reporting) {
 		if err := g.hub.SetReporting(next.ReportRules()); err != nil {
-			errs = append(errs, fmt.Errorf("reporting: %w", err))
-		} else {
-			res.Reconfigured = append(res.Reconfigured, "reporting")
+			return fail(fmt.Errorf("reporting: %w", err))
+		}
+		res.Reconfigured = append(res.Reconfigured, "reporting")
+	}
+	// Edge functions swap atomically, last: Swap takes next's set and cannot be
+	// undone. Those that did not change keep their state.
+	if next.FunctionSet != cur.FunctionSet {
+		changed := !reflect.DeepEqual(cur.Functions, next.Functions)
+		if err := g.functions.Swap(next.FunctionSet); err != nil {
+			// Only a closed pipeline refuses: the gateway is stopping.
+			g.reloadMetrics.reloads.WithLabelValues("failed").Inc()
+			return ReloadResult{}, fmt.Errorf("functions: %w", err)
+		}
+		if changed {
+			res.Reconfigured = append(res.Reconfigured, "functions")
 		}
 	}
 	g.setConfig(next)
 	g.reloadMetrics.needsRestart.Set(boolGauge(len(res.NeedsRestart) > 0))
-	if err := errors.Join(errs...); err != nil {
-		g.reloadMetrics.reloads.WithLabelValues("failed").Inc()
-		return res, err
-	}
 	g.reloadMetrics.reloads.WithLabelValues("ok").Inc()
 	g.reloadMetrics.lastSuccess.SetToCurrentTime()
 	return res, nil
+}
+
+// outcome picks the list of a ReloadResult that an action belongs to.
+type outcome func(*ReloadResult) *[]string
+
+var (
+	started      outcome = func(r *ReloadResult) *[]string { return &r.Started }
+	stopped      outcome = func(r *ReloadResult) *[]string { return &r.Stopped }
+	restarted    outcome = func(r *ReloadResult) *[]string { return &r.Restarted }
+	reconfigured outcome = func(r *ReloadResult) *[]string { return &r.Reconfigured }
+)
+
+// applyProtocol takes protocol n from what config from gives it to what to gives
+// it, and says what it did (nil: nothing to do). Undoing is the same call with the
+// configs swapped: it looks at the adapter that runs, not at from alone.
+func (g *Gateway) applyProtocol(ctx context.Context, n string, from, to *config.Config) (outcome, error) {
+	timeout := from.Gateway.ShutdownTimeout
+	old := g.adapters.get(n)
+	pc, wanted := to.Protocols[n]
+	switch {
+	case old == nil && wanted:
+		a, err := g.build(n, pc)
+		if err != nil {
+			return nil, err
+		}
+		g.adapters.add(a)
+		g.adapters.start(a)
+		return started, nil
+	case old != nil && !wanted:
+		g.stopAdapter(old, timeout)
+		return stopped, nil
+	case old != nil && from.ProtocolSource(n) != to.ProtocolSource(n):
+		if rc, ok := old.impl.(protocols.Reconfigurer); ok {
+			err := rc.Reconfigure(ctx, pc)
+			if err == nil {
+				old.cfg = pc
+				return reconfigured, nil
+			}
+			if !errors.Is(err, protocols.ErrRestartRequired) {
+				return nil, fmt.Errorf("%s: %w", n, err)
+			}
+		}
+		// The old one stops first: the new one binds the same ports and
+		// registers the same metrics.
+		g.stopAdapter(old, timeout)
+		a, err := g.build(n, pc)
+		if err != nil {
+			return nil, fmt.Errorf("%s stopped and could not start again: %w", n, err)
+		}
+		g.adapters.add(a)
+		g.adapters.start(a)
+		return restarted, nil
+	}
+	return nil, nil
+}
+
+// stopAdapter stops an adapter and takes it out. One that does not stop within
+// timeout is logged and taken out all the same: its successor must be able to run.
+func (g *Gateway) stopAdapter(a *adapter, timeout time.Duration) {
+	if !g.adapters.stop(a, timeout) {
+		g.log.Error("adapter did not stop within the shutdown timeout", "protocol", a.name, "timeout", timeout)
+	}
+	g.adapters.remove(a)
+	g.route(a.protocol, nil)
+	a.metrics.unregisterAll()
+}
+
+// fits refuses a config that the running hub's device registry could not take
+// whole, so that a reload never stops half way with the registry full. The
+// registry keeps every device it has seen, with its protocol (devices removed from
+// the config too, until a restart), and its bounds are those the gateway started
+// with: a change of gateway.max_devices needs a restart.
+func (g *Gateway) fits(next *config.Config) error {
+	hc := g.hub.Config()
+	known := map[string]bridge.DeviceInfo{}
+	for _, d := range g.hub.Devices(nil) {
+		known[d.ID] = d
+	}
+	var errs []error
+	added := 0
+	for _, d := range next.Devices() {
+		k, ok := known[d.ID]
+		if !ok {
+			added++
+		}
+		if pc := next.Protocols[d.Protocol]; ok && pc != nil && k.Protocol != pc.Protocol() {
+			errs = append(errs, fmt.Errorf("device %q: protocol: the running gateway has it as a %s device; an id changes protocol only with a restart", d.ID, k.Protocol))
+		}
+		have := make(map[string]bool, len(k.Points)+len(d.Points))
+		for _, p := range k.Points {
+			have[p] = true
+		}
+		for _, p := range d.Points {
+			have[p] = true
+		}
+		if len(have) > hc.MaxPointsPerDevice {
+			errs = append(errs, fmt.Errorf("device %q: points: %d with those the running gateway knows, more than gateway.max_points_per_device (%d)", d.ID, len(have), hc.MaxPointsPerDevice))
+		}
+	}
+	if len(known)+added > hc.MaxDevices {
+		errs = append(errs, fmt.Errorf("gateway: max_devices: the running gateway knows %d devices (removed ones stay until a restart) and the config adds %d, more than the limit of %d", len(known), added, hc.MaxDevices))
+	}
+	return errors.Join(errs...)
 }
 
 func boolGauge(b bool) float64 {
@@ -251,7 +350,9 @@ func (g *Gateway) watchConfig(ctx context.Context, path string, every time.Durat
 		}
 		res, err := g.Reload(ctx, next)
 		if err != nil {
-			g.log.Error("config reload failed in part", "file", path, "result", res.String(), "err", err)
+			// The error says whether the running config stays (refused, or
+			// undone) or, undoing having failed, which parts do not.
+			g.log.Error("config reload not applied", "file", path, "err", err)
 			continue
 		}
 		g.log.Info("config reloaded", "file", path, "result", res.String())

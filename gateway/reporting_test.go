@@ -59,7 +59,14 @@ func startReporting(t *testing.T, extra string) (*reportingGateway, *config.Conf
 // metric reads one series from /metrics; 0 when it is absent.
 func (r *running) metric(t *testing.T, series string) float64 {
 	t.Helper()
-	_, body := get(t, "http://"+r.http+"/metrics")
+	return metricAt(t, r.http, series)
+}
+
+// metricAt reads one series from the /metrics of an HTTP address; 0 when it is
+// absent.
+func metricAt(t *testing.T, httpAddr, series string) float64 {
+	t.Helper()
+	_, body := get(t, "http://"+httpAddr+"/metrics")
 	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(body)
 	if m == nil {
 		return 0

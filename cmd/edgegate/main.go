@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		err = serve(ctx, args[1:], stderr)
 	case "check":
-		err = check(args[1:], stdout)
+		err = check(ctx, args[1:], stdout)
 	case "tail":
 		err = tail(ctx, args[1:], stdout)
 	case "read":
@@ -140,7 +140,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return g.Run(ctx)
 }
 
-func check(args []string, stdout io.Writer) error {
+// check parses and validates a config as serve would, applying the same limits,
+// and stops when ctx ends (SIGINT, SIGTERM) even in the middle of a large file.
+func check(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	cfgFile := fs.String("config", "", "config file to check")
 	if err := fs.Parse(args); err != nil {
@@ -149,7 +151,7 @@ func check(args []string, stdout io.Writer) error {
 	if *cfgFile == "" {
 		return fmt.Errorf("%w: --config FILE is required", errUsage)
 	}
-	cfg, err := config.Load(*cfgFile)
+	cfg, err := config.LoadContext(ctx, *cfgFile)
 	if err != nil {
 		var probs config.Problems
 		if errors.As(err, &probs) {

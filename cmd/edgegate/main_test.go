@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,5 +104,36 @@ func TestParseValue(t *testing.T) {
 		if err != nil || !proto.Equal(got, c.want) {
 			t.Errorf("parseValue(%s, %q) = %v, %v; want %v", c.typ, c.in, got, err, c.want)
 		}
+	}
+}
+
+// serve refuses a device past gateway.max_devices, so check must as well.
+func TestCheckAppliesMaxDevices(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("gateway: {max_devices: 2}\ndevices:\n")
+	for i := 0; i < 3; i++ {
+		fmt.Fprintf(&b, "  - {id: pos-%d, protocol: mqtt}\n", i)
+	}
+	code, out, errOut := runCmd(t, "check", "--config", writeFile(t, b.String()))
+	if code != 1 || !strings.Contains(errOut, "gateway: max_devices: the config declares 3 devices, more than the limit of 2") {
+		t.Errorf("check = %d %q %q, want 1 and a problem naming max_devices", code, out, errOut)
+	}
+}
+
+// check stops on SIGINT or SIGTERM (main cancels the context) instead of parsing
+// a large file to the end.
+func TestCheckStopsWhenTheContextEnds(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("devices:\n")
+	for i := 0; i < 2000; i++ {
+		fmt.Fprintf(&b, "  - {id: pos-%d, protocol: mqtt}\n", i)
+	}
+	file := writeFile(t, b.String())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"check", "--config", file}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "context canceled") || out.Len() != 0 {
+		t.Errorf("check with an ended context = %d %q %q, want 1 and context canceled", code, out.String(), errOut.String())
 	}
 }

@@ -113,21 +113,6 @@ func (p *point) encode(v bridge.Value) ([]byte, error) {
 	return Encode(p.typ, p.order, v, p.regs)
 }
 
-// zero is the value a BAD point reports before it ever had one.
-func (p *point) zero() bridge.Value {
-	switch {
-	case p.scaled || p.typ == TypeFloat32 || p.typ == TypeFloat64:
-		return bridge.Double(0)
-	case p.typ == TypeBool:
-		return bridge.Bool(false)
-	case p.typ == TypeString:
-		return bridge.String("")
-	case p.typ == TypeInt16 || p.typ == TypeInt32 || p.typ == TypeInt64:
-		return bridge.Int(0)
-	}
-	return bridge.Uint(0)
-}
-
 // unchanged reports whether v is close enough to the last published value not to be
 // published again: the bridge's deadband, which the gateway's reporting rules share.
 func (p *point) unchanged(v bridge.Value) bool {
@@ -286,14 +271,8 @@ func (d *device) report(p *point, v bridge.Value, q bridge.Quality, now time.Tim
 	if p.published && q == p.lastQ && now.Sub(p.lastPub) < d.heartbeat && p.unchanged(v) {
 		return
 	}
-	if q == bridge.QualityBad && p.lastQ != bridge.QualityBad {
-		d.bad++
-		d.m.bad.Set(float64(d.bad))
-	} else if q != bridge.QualityBad && p.lastQ == bridge.QualityBad {
-		d.bad--
-		d.m.bad.Set(float64(d.bad))
-	}
-	p.last, p.lastQ, p.lastPub, p.published = v, q, now, true
+	d.setQuality(p, q)
+	p.last, p.lastPub, p.published = v, now, true
 	d.msgs = append(d.msgs, &bridge.Message{
 		Device:   d.id,
 		Point:    p.name,
@@ -305,14 +284,29 @@ func (d *device) report(p *point, v bridge.Value, q bridge.Quality, now time.Tim
 	})
 }
 
-// reportBad marks p BAD, keeping its last value (or its type's zero).
+// setQuality records p's quality, counting the device's BAD points.
+func (d *device) setQuality(p *point, q bridge.Quality) {
+	if q == bridge.QualityBad && p.lastQ != bridge.QualityBad {
+		d.bad++
+		d.m.bad.Set(float64(d.bad))
+	} else if q != bridge.QualityBad && p.lastQ == bridge.QualityBad {
+		d.bad--
+		d.m.bad.Set(float64(d.bad))
+	}
+	p.lastQ = q
+}
+
+// reportBad marks p BAD, keeping its last value. A point that never had a value is
+// counted BAD but not published: a BAD message needs a value, and a made-up zero
+// would be read as a reading of 0. Its device's state and last_error say why it
+// has none, and its first reading is published as usual.
 func (d *device) reportBad(p *point, now time.Time) {
 	if p.lastQ == bridge.QualityBad {
 		return
 	}
-	v := p.last
-	if v.IsZero() {
-		v = p.zero()
+	if p.last.IsZero() {
+		d.setQuality(p, bridge.QualityBad)
+		return
 	}
-	d.report(p, v, bridge.QualityBad, now)
+	d.report(p, p.last, bridge.QualityBad, now)
 }

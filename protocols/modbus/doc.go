@@ -23,11 +23,14 @@
 // (a request of several points is split into single reads; the points the device
 // answers alone are read with their direct neighbours from then on, without the
 // gaps) and the rest are polled as before; other exceptions put the device in error. A timeout, a
-// transaction-id mismatch or a malformed frame drops the TCP connection (a late
+// transaction-id mismatch, an answer from another unit id (RTU: address) than
+// the one asked, or a malformed frame drops the TCP connection (a late
 // answer must never be read as the next one) and reconnects after an exponential
 // backoff with jitter; on an RTU line the unit is marked disconnected and the line
 // drained, and the other units go on. When a device is lost its published points
-// are reported BAD with their last values.
+// are reported BAD with their last values. A point that never had a value is
+// counted BAD (edgegate_modbus_points_bad) but not published until it first reads:
+// a BAD message carries a value, and a made-up 0 would read as a reading.
 //
 // The client framing (MBAP, RTU with CRC, serial lines through termios) is this
 // package's own; see transport.go for why. It does not speak Modbus over UDP,

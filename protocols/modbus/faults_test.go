@@ -44,21 +44,30 @@ func TestTimeoutReconnects(t *testing.T) {
 	}
 }
 
-// staleDevice is a Modbus TCP peer that answers every request correctly but with
-// the previous request's transaction id, as a device does that answered one request
-// late. It counts the connections it accepted.
-type staleDevice struct {
-	ln    net.Listener
-	conns atomic.Int32
-	wg    sync.WaitGroup
+// hostileDevice is a Modbus TCP peer that answers every read with zeros, in an
+// MBAP header that mangle may change: the previous request's transaction id, as a
+// device does that answered one request late, or another unit's id. It counts the
+// connections it accepted.
+type hostileDevice struct {
+	ln     net.Listener
+	mangle func(hdr []byte)
+	conns  atomic.Int32
+	wg     sync.WaitGroup
 }
 
-func newStaleDevice(t *testing.T) *staleDevice {
+// newStaleDevice answers with the previous request's transaction id.
+func newStaleDevice(t *testing.T) *hostileDevice {
+	return newHostileDevice(t, func(hdr []byte) {
+		binary.BigEndian.PutUint16(hdr, binary.BigEndian.Uint16(hdr)-1)
+	})
+}
+
+func newHostileDevice(t *testing.T, mangle func(hdr []byte)) *hostileDevice {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &staleDevice{ln: ln}
+	d := &hostileDevice{ln: ln, mangle: mangle}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -89,7 +98,7 @@ func newStaleDevice(t *testing.T) *staleDevice {
 	return d
 }
 
-func (d *staleDevice) serve(c net.Conn) {
+func (d *hostileDevice) serve(c net.Conn) {
 	defer c.Close()
 	hdr := make([]byte, 7)
 	for {
@@ -103,8 +112,8 @@ func (d *staleDevice) serve(c net.Conn) {
 		n := binary.BigEndian.Uint16(pdu[3:])
 		resp := []byte{pdu[0], byte(2 * n)}
 		resp = append(resp, make([]byte, 2*n)...)
-		txn := binary.BigEndian.Uint16(hdr) - 1
-		out := []byte{byte(txn >> 8), byte(txn), 0, 0, 0, byte(len(resp) + 1), hdr[6]}
+		out := []byte{hdr[0], hdr[1], 0, 0, 0, byte(len(resp) + 1), hdr[6]}
+		d.mangle(out)
 		if _, err := c.Write(append(out, resp...)); err != nil {
 			return
 		}
@@ -124,6 +133,25 @@ func TestTransactionIDMismatchReconnects(t *testing.T) {
 	e.stop()
 	if _, ok := e.hub.Latest("stale", "v"); ok {
 		t.Error("a reading was published from answers to other requests")
+	}
+}
+
+// TestWrongUnitIDReconnects: an answer from another unit than the one asked (a
+// confused gateway in front of several) is a protocol error, never a GOOD reading
+// of the device asked: the connection is dropped as for a transaction id mismatch.
+func TestWrongUnitIDReconnects(t *testing.T) {
+	d := newHostileDevice(t, func(hdr []byte) { hdr[6]++ })
+	e := start(t, testConfig(device("other", d.ln.Addr().String(), 1, pc("v", "holding", 0, "uint16"))))
+	waitFor(t, "reconnects", func() bool { return d.conns.Load() >= 3 })
+	waitFor(t, "the error counted", func() bool {
+		return e.metric("edgegate_modbus_poll_errors_total", "device", "other", "class", "protocol") >= 2
+	})
+	if info := e.device("other"); !strings.Contains(info.LastError, "answer from unit 2 to a request to unit 1") {
+		t.Errorf("device: %v %q", info.State, info.LastError)
+	}
+	e.stop()
+	if m, ok := e.hub.Latest("other", "v"); ok && m.Quality == bridge.QualityGood {
+		t.Errorf("another unit's answer was published as GOOD: %v", m)
 	}
 }
 

@@ -14,7 +14,8 @@ func FuzzResponse(f *testing.F) {
 		"000100000006ff0306022b000000", // short byte count
 		"00010000000301810",            // odd
 		"0001000000030183 02",
-		"01030400010002 2a32", // RTU
+		"0001000000070203042b000000", // MBAP from unit 2 to a request to unit 1
+		"01030400010002 2a32",        // RTU
 		"0105 00acff00 4c1b",
 		"",
 	} {
@@ -54,6 +55,10 @@ func FuzzResponse(f *testing.F) {
 			if len(wire) >= mbapHeader {
 				if _, n, err := parseMBAP(wire[:mbapHeader]); err == nil && len(wire) >= mbapHeader+n-1 {
 					check(t, req, wire[mbapHeader:mbapHeader+n-1])
+					// Taken as the answer to transaction 1 to unit 1 only if it is one.
+					if answers(wire[:mbapHeader], 1, 1) == nil && (wire[0] != 0 || wire[1] != 1 || wire[6] != 1) {
+						t.Fatalf("%x taken as the answer of unit 1 to transaction 1", wire[:mbapHeader])
+					}
 				}
 			}
 			// As a bare PDU.

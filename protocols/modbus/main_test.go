@@ -94,6 +94,12 @@ func start(t *testing.T, cfg *modbus.Config) *env {
 
 func startWith(t *testing.T, cfg *modbus.Config, log *slog.Logger) *env {
 	t.Helper()
+	return startOnHub(t, cfg, log, bridge.HubConfig{})
+}
+
+// startOnHub is startWith on a hub of the given bounds.
+func startOnHub(t *testing.T, cfg *modbus.Config, log *slog.Logger, hc bridge.HubConfig) *env {
+	t.Helper()
 	if errs := cfg.Validate(); len(errs) > 0 {
 		t.Fatalf("config: %v", errs)
 	}
@@ -103,7 +109,7 @@ func startWith(t *testing.T, cfg *modbus.Config, log *slog.Logger) *env {
 		t.Fatalf("New: %v", err)
 	}
 	a := ad.(*modbus.Adapter)
-	hub := bridge.NewHub(bridge.HubConfig{}, nil)
+	hub := bridge.NewHub(hc, nil)
 	hub.SetWriter(bridge.ProtocolModbus, a)
 	hub.SetReader(bridge.ProtocolModbus, a)
 	sub, err := hub.Subscribe(bridge.SubscribeOptions{})

@@ -121,6 +121,14 @@ func (a *Adapter) Reconfigure(ctx context.Context, pc protocols.Config) error {
 		}
 		start = append(start, nl)
 	}
+	// Declare before anything stops: a registry that refuses a device (full) must
+	// leave every line as it was, not stopped with no successor.
+	for _, l := range start {
+		if err := declare(a.sink, l); err != nil {
+			a.mu.Unlock()
+			return err
+		}
+	}
 	removed := map[string]bool{}
 	for _, ol := range a.lines {
 		if kept[ol] {
@@ -146,11 +154,6 @@ func (a *Adapter) Reconfigure(ctx context.Context, pc protocols.Config) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, l := range start {
-		if err := declare(a.sink, l); err != nil {
-			return err
-		}
-	}
 	for id := range removed {
 		if _, still := t.devices[id]; !still {
 			a.sink.State(id, bridge.StateDisconnected, nil)

@@ -60,3 +60,22 @@ func TestReconfigureTouchesOnlyWhatChanged(t *testing.T) {
 	}
 	var _ protocols.Reconfigurer = (*modbus.Adapter)(nil)
 }
+
+// A reconfiguration the registry refuses (full) leaves every connection polling:
+// it used to stop the changed connection first and then fail to declare its new
+// device, leaving b with no poller.
+func TestReconfigureRefusedByAFullRegistryStopsNothing(t *testing.T) {
+	sa, sb := newSim(t, sim.Options{}), newSim(t, sim.Options{})
+	temp := pc("temp", "holding", 0, "uint16")
+	e := startOnHub(t, testConfig(device("a", sa.Addr(), 1, temp), device("b", sb.Addr(), 1, temp)), testLogger(t), bridge.HubConfig{MaxDevices: 2})
+	e.polls("b", 1)
+	// c shares b's connection, so b's line would restart with it.
+	next := testConfig(device("a", sa.Addr(), 1, temp), device("b", sb.Addr(), 1, temp), device("c", sb.Addr(), 2, temp))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.a.Reconfigure(ctx, next); !errors.Is(err, bridge.ErrTooManyDevices) {
+		t.Fatalf("reconfigure = %v, want ErrTooManyDevices", err)
+	}
+	e.polls("b", 2)
+	e.polls("a", 1)
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,6 +48,9 @@ type rtuResponder struct {
 	requests []time.Time
 	answers  []time.Time
 	units    map[byte]int
+	// as answers a unit's requests with another address byte (a device that
+	// answers for another).
+	as map[byte]byte
 }
 
 func (r *rtuResponder) serve(f *os.File) {
@@ -64,7 +68,11 @@ func (r *rtuResponder) serve(f *os.File) {
 			continue // a real device stays silent
 		}
 		addr, n := binary.BigEndian.Uint16(req[2:]), binary.BigEndian.Uint16(req[4:])
-		resp := []byte{req[0], 0x03, byte(2 * n)}
+		from := req[0]
+		if a, ok := r.as[from]; ok {
+			from = a
+		}
+		resp := []byte{from, 0x03, byte(2 * n)}
 		for i := range n {
 			resp = binary.BigEndian.AppendUint16(resp, 100*uint16(req[0])+addr+i)
 		}
@@ -82,17 +90,16 @@ func (r *rtuResponder) serve(f *os.File) {
 	}
 }
 
-// TestRTUFrameDelay polls two units on one serial line (a pty pair) with a long
-// inter-frame delay: every request must come at least that long after the answer
-// before it, and the units take turns on the line. Unit 3 is not there.
-func TestRTUFrameDelay(t *testing.T) {
+// start serves r on the far end of a pty pair until the test ends, and returns the
+// gateway's end.
+func (r *rtuResponder) start(t *testing.T) string {
+	t.Helper()
 	ours, theirs := serialPair(t)
 	fd, err := unix.Open(theirs, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dev := os.NewFile(uintptr(fd), theirs)
-	r := &rtuResponder{units: map[byte]int{}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -102,6 +109,39 @@ func TestRTUFrameDelay(t *testing.T) {
 		dev.Close()
 		<-done
 	})
+	return ours
+}
+
+// TestRTUAnswerFromAnotherAddress: on RTU the address byte names the unit that
+// answers; an answer to unit 2 from address 1 is a protocol error, never a GOOD
+// reading of unit 2, while unit 1 goes on.
+func TestRTUAnswerFromAnotherAddress(t *testing.T) {
+	r := &rtuResponder{units: map[byte]int{}, as: map[byte]byte{2: 1}}
+	addr := "rtu://" + r.start(t) + "?baud=115200&parity=N&stop_bits=1"
+	mk := func(id string, unit int) modbus.DeviceConfig {
+		return modbus.DeviceConfig{ID: id, Protocol: "modbus", Address: addr, UnitID: &unit,
+			Points: []modbus.PointConfig{pc("a", "holding", 4, "uint16")}}
+	}
+	cfg := testConfig(mk("u1", 1), mk("u2", 2))
+	cfg.PollInterval = 10 * time.Millisecond
+	cfg.Timeout = 100 * time.Millisecond
+	e := start(t, cfg)
+	waitFor(t, "u2's error", func() bool {
+		return strings.Contains(e.device("u2").LastError, "answer from unit 1 to a request to unit 2")
+	})
+	e.polls("u1", 2)
+	e.stop()
+	if m, ok := e.hub.Latest("u2", "a"); ok && m.Quality == bridge.QualityGood {
+		t.Errorf("unit 1's answer was published as unit 2's: %v", m)
+	}
+}
+
+// TestRTUFrameDelay polls two units on one serial line (a pty pair) with a long
+// inter-frame delay: every request must come at least that long after the answer
+// before it, and the units take turns on the line. Unit 3 is not there.
+func TestRTUFrameDelay(t *testing.T) {
+	r := &rtuResponder{units: map[byte]int{}}
+	ours := r.start(t)
 
 	const frameDelay = 30 * time.Millisecond
 	addr := "rtu://" + ours + "?baud=115200&parity=N&stop_bits=1&frame_delay=30ms"

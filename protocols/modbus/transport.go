@@ -99,12 +99,13 @@ func (t *tcpTransport) exchange(ctx context.Context, unit byte, req request, tim
 	if _, err := io.ReadFull(t.conn, hdr); err != nil {
 		return nil, ioError(ctx, "read", err)
 	}
-	return t.readBody(ctx, hdr)
+	return t.readBody(ctx, hdr, unit)
 }
 
-// readBody checks an MBAP header and reads the PDU it announces.
-func (t *tcpTransport) readBody(ctx context.Context, hdr []byte) ([]byte, error) {
-	txn, length, err := parseMBAP(hdr)
+// readBody checks an MBAP header and reads the PDU it announces: the answer of
+// unit to the request last sent.
+func (t *tcpTransport) readBody(ctx context.Context, hdr []byte, unit byte) ([]byte, error) {
+	_, length, err := parseMBAP(hdr)
 	if err != nil {
 		return nil, err
 	}
@@ -112,11 +113,25 @@ func (t *tcpTransport) readBody(ctx context.Context, hdr []byte) ([]byte, error)
 	if _, err := io.ReadFull(t.conn, pdu); err != nil {
 		return nil, ioError(ctx, "read", err)
 	}
-	if txn != t.txn {
-		// An answer to an earlier request: whatever follows is out of step too.
-		return nil, fmt.Errorf("%w: sent %d, received %d", ErrTransactionID, t.txn, txn)
+	if err := answers(hdr, t.txn, unit); err != nil {
+		return nil, err
 	}
 	return pdu, nil
+}
+
+// answers checks that a well-formed MBAP header answers the request sent with
+// transaction id txn to unit. Either mismatch ends the connection: an answer to an
+// earlier request means whatever follows is out of step too, and one from another
+// unit (a gateway in front of several, confused) would publish one device's
+// registers as another's, with GOOD quality.
+func answers(hdr []byte, txn uint16, unit byte) error {
+	if got := uint16(hdr[0])<<8 | uint16(hdr[1]); got != txn {
+		return fmt.Errorf("%w: sent %d, received %d", ErrTransactionID, txn, got)
+	}
+	if hdr[6] != unit {
+		return fmt.Errorf("%w: answer from unit %d to a request to unit %d", ErrProtocol, hdr[6], unit)
+	}
+	return nil
 }
 
 // parseMBAP checks a Modbus TCP header and returns its transaction id and length
