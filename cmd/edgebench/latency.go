@@ -12,12 +12,17 @@ import (
 type latCase struct {
 	qos        byte
 	publishers int
+	durable    bool // edgegate with a data_dir
 }
 
-func (c latCase) String() string { return fmt.Sprintf("QoS %d, %d pub → 1 sub", c.qos, c.publishers) }
+func (c latCase) String() string {
+	return fmt.Sprintf("QoS %d, %d pub → 1 sub%s", c.qos, c.publishers, durableSuffix(c.durable))
+}
 
 // tp is the throughput case whose rate the latency case halves.
-func (c latCase) tp() tpCase { return tpCase{qos: c.qos, publishers: c.publishers, subs: 1} }
+func (c latCase) tp() tpCase {
+	return tpCase{qos: c.qos, publishers: c.publishers, subs: 1, durable: c.durable}
+}
 
 func (o *options) latCases() []latCase {
 	if o.quick {
@@ -43,24 +48,32 @@ func (e *env) latency(ctx context.Context) {
 			e.fail(fmt.Sprintf("latency %s", c), err)
 			continue
 		}
-		var res [2]*latResult
-		for i, kind := range []string{kindEdgegate, kindMosquitto} {
-			if kind == kindMosquitto && e.mosquitto == "" {
+		// The durable twin runs at the same rate as the memory case, against the
+		// same peer figure.
+		twin := c
+		twin.durable = true
+		var res [3]*latResult
+		for i, run := range []struct {
+			kind string
+			c    latCase
+		}{{kindEdgegate, c}, {kindMosquitto, c}, {kindEdgegate, twin}} {
+			if run.kind == kindMosquitto && e.mosquitto == "" {
 				continue
 			}
-			r, err := e.measureLatency(ctx, kind, c, rate)
+			r, err := e.measureLatency(ctx, run.kind, run.c, rate)
 			if ctx.Err() != nil {
 				return
 			}
 			if err != nil {
-				e.fail(fmt.Sprintf("latency %s, %s", c, kind), err)
+				e.fail(fmt.Sprintf("latency %s, %s", run.c, run.kind), err)
 				continue
 			}
 			e.logf("latency    %-9s %s at %.0f msg/s: p50 %v p99 %v (%d samples, %d missing)",
-				kind, c, rate, r.p50, r.p99, r.samples, r.missing)
+				run.kind, run.c, rate, r.p50, r.p99, r.samples, r.missing)
 			res[i] = r
 		}
 		e.rows = append(e.rows, latRows(c, rate, res[0], res[1])...)
+		e.rows = append(e.rows, latRows(twin, rate, res[2], res[1])...)
 	}
 }
 
