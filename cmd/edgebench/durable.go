@@ -89,6 +89,7 @@ func (o *options) durableSizes() durableSizes {
 type timedRun struct {
 	done, total uint64
 	took        time.Duration // to the last message, or to the deadline
+	dropped     uint64        // with a subscriber: sequence numbers it never saw, though it saw later ones
 }
 
 func (r timedRun) complete() bool { return r.done >= r.total }
@@ -135,7 +136,8 @@ func (r *timedRun) missingCell() string {
 	if r == nil {
 		return "n/a"
 	}
-	return fmt.Sprintf("%s of %s missing", fmtCount(float64(r.total-min(r.done, r.total))), fmtCount(float64(r.total)))
+	return fmt.Sprintf("%s of %s missing (%s of them dropped)", fmtCount(float64(r.total-min(r.done, r.total))), fmtCount(float64(r.total)),
+		fmtCount(float64(r.dropped)))
 }
 
 // each runs f for edgegate (durable) and for the peer (from memory), and returns
@@ -368,8 +370,8 @@ func (e *env) counted(ctx context.Context, kind string, l pubLoad, withSub bool,
 			return nil, errors.New(msg)
 		case <-tick.C:
 			if withSub {
-				if n := snapshot(subs).received; n >= r.total {
-					r.done, r.took = n, time.Since(start)
+				if n := snapshot(subs); n.received >= r.total {
+					r.done, r.dropped, r.took = n.received, n.missing, time.Since(start)
 					return r, subscriberErrors(subs)
 				}
 			}
@@ -382,7 +384,8 @@ func (e *env) counted(ctx context.Context, kind string, l pubLoad, withSub bool,
 		case <-deadline.C:
 			r.took = limit
 			if withSub {
-				r.done = snapshot(subs).received
+				n := snapshot(subs)
+				r.done, r.dropped = n.received, n.missing
 				return r, subscriberErrors(subs)
 			}
 			r.done = pw.acked.Load()

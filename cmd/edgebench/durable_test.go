@@ -65,7 +65,8 @@ func TestTimedRunCells(t *testing.T) {
 	if got := late.deliveredCell(); got != "100 msg/s, 30% delivered" {
 		t.Errorf("delivered: %q", got)
 	}
-	if got := late.missingCell(); got != "14,000 of 20,000 missing" {
+	late.dropped = 20
+	if got := late.missingCell(); got != "14,000 of 20,000 missing (20 of them dropped)" {
 		t.Errorf("missing: %q", got)
 	}
 	var none *timedRun

@@ -33,9 +33,10 @@ func (o *options) latCases() []latCase {
 
 // latResult is one broker's latencies for one case.
 type latResult struct {
-	p50, p99 time.Duration
-	samples  int
-	missing  uint64
+	p50, p99  time.Duration
+	samples   int
+	missing   uint64
+	delivered float64 // messages a second the subscriber received
 }
 
 func (e *env) latency(ctx context.Context) {
@@ -116,7 +117,8 @@ func (e *env) measureLatency(ctx context.Context, kind string, c latCase, rate f
 		return nil, fmt.Errorf("no message arrived")
 	}
 	slices.Sort(s)
-	return &latResult{p50: percentile(s, 0.50), p99: percentile(s, 0.99), samples: len(s), missing: w.missing}, nil
+	return &latResult{p50: percentile(s, 0.50), p99: percentile(s, 0.99), samples: len(s), missing: w.missing,
+		delivered: float64(w.received) / w.seconds}, nil
 }
 
 // percentile of sorted samples: the smallest sample with at least p of them at or
@@ -139,6 +141,11 @@ func latRows(c latCase, rate float64, eg, peer *latResult) []row {
 			s := fmtDuration(get(x))
 			if x.missing > 0 {
 				s += fmt.Sprintf(" (%d dropped)", x.missing)
+			}
+			// A broker that did not keep up with the rate is measured at its own:
+			// the latency is then mostly the wait in its queues.
+			if x.delivered < 0.9*rate {
+				s += fmt.Sprintf(" (kept up with %s msg/s)", fmtCount(x.delivered))
 			}
 			return s
 		}
