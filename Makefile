@@ -25,7 +25,7 @@ help:
 	@echo "lint   - gofmt, go vet, staticcheck"
 	@echo "proto  - regenerate proto/edgegate/v1 from gateway.proto (needs protoc)"
 	@echo "clients - regenerate the TypeScript and Python stubs in clients/ (needs protoc, npm)"
-	@echo "bench  - throughput, latency and memory against mosquitto; prints a table"
+	@echo "bench  - throughput, latency and memory against mosquitto, memory and data_dir; prints a table (BENCHFLAGS='--only durable' for issue 14's durable shapes)"
 	@echo "demo   - the gateway on its embedded default, simulated devices, the live stream"
 	@echo "demo-kitchen - the kitchen display example: Modbus fryers, MQTT orders, the Go client"
 	@echo "fuzz   - run every fuzz target for FUZZTIME (default 30s each)"

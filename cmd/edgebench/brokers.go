@@ -19,9 +19,15 @@ type broker struct {
 	mqttAddr string
 	grpcAddr string // edgegate only
 	httpAddr string // edgegate only
+	tempDir  string // a data_dir of its own, removed when it stops
 }
 
-func (b *broker) stop() { b.proc.stop() }
+func (b *broker) stop() {
+	b.proc.stop()
+	if b.tempDir != "" {
+		os.RemoveAll(b.tempDir)
+	}
+}
 
 // readyLine is the gateway's "edgegate ready" log line, which names the addresses
 // it bound.
@@ -43,6 +49,13 @@ type brokerSetup struct {
 	queue int
 	// maxConnections is the MQTT connection limit to configure (0: the default).
 	maxConnections int
+	// durable starts edgegate with a data_dir of its own (a fresh directory,
+	// removed when it stops) and journal.sync: batch, as every deployment runs it;
+	// dataDir names the directory instead, kept. The peer runs from memory.
+	durable bool
+	dataDir string
+	// httpAddr is edgegate's HTTP listener (default: a port it picks and logs).
+	httpAddr string
 }
 
 // startTries bounds the starts of a broker whose free port was taken meanwhile.
@@ -73,13 +86,24 @@ func (e *env) startBroker(ctx context.Context, kind string, s brokerSetup) (*bro
 func gatewayConfig(mqttAddr string, s brokerSetup) string {
 	var b strings.Builder
 	b.WriteString("gateway:\n  id: edgebench\n  log_level: info\n")
+	if s.dataDir != "" {
+		fmt.Fprintf(&b, "  data_dir: %q\n", s.dataDir)
+	}
 	if s.queue > 0 {
 		// The ring holds twice the queue, so a subscriber that is behind by the
 		// whole queue still reads from memory; drop_oldest counts what a slow
 		// subscriber skips instead of ending its stream.
 		fmt.Fprintf(&b, "  retain: %d\n  subscriber_queue: %d\n  slow_consumer: drop_oldest\n", 2*s.queue, s.queue)
 	}
-	b.WriteString("grpc: {listen: \"127.0.0.1:0\"}\nhttp: {listen: \"127.0.0.1:0\"}\n")
+	httpAddr := s.httpAddr
+	if httpAddr == "" {
+		httpAddr = "127.0.0.1:0"
+	}
+	fmt.Fprintf(&b, "grpc: {listen: \"127.0.0.1:0\"}\nhttp: {listen: %q}\n", httpAddr)
+	if s.dataDir != "" {
+		// The default, written out: the mode the durable rows measure.
+		b.WriteString("journal: {sync: batch}\n")
+	}
 	fmt.Fprintf(&b, "mqtt:\n  listeners: [{type: tcp, address: %q}]\n  allow_anonymous: true\n", mqttAddr)
 	if s.maxConnections > 0 {
 		fmt.Fprintf(&b, "  max_connections: %d\n", s.maxConnections)
@@ -92,6 +116,19 @@ func (e *env) startGateway(ctx context.Context, s brokerSetup) (*broker, error) 
 	if err != nil {
 		return nil, err
 	}
+	var tempDir string
+	if s.durable && s.dataDir == "" {
+		if tempDir, err = os.MkdirTemp(e.tmp, "data-"); err != nil {
+			return nil, err
+		}
+		s.dataDir = tempDir
+	}
+	ok := false
+	defer func() {
+		if !ok && tempDir != "" {
+			os.RemoveAll(tempDir)
+		}
+	}()
 	cfg := filepath.Join(e.tmp, "edgegate.yaml")
 	if err := os.WriteFile(cfg, []byte(gatewayConfig(mqttAddr, s)), 0o600); err != nil {
 		return nil, err
@@ -112,7 +149,6 @@ func (e *env) startGateway(ctx context.Context, s brokerSetup) (*broker, error) 
 	if err != nil {
 		return nil, err
 	}
-	ok := false
 	defer func() {
 		if !ok {
 			p.stop()
@@ -132,7 +168,7 @@ func (e *env) startGateway(ctx context.Context, s brokerSetup) (*broker, error) 
 		return nil, err
 	}
 	ok = true
-	return &broker{kind: kindEdgegate, proc: p, mqttAddr: mqttAddr, grpcAddr: rl.GRPC, httpAddr: rl.HTTP}, nil
+	return &broker{kind: kindEdgegate, proc: p, mqttAddr: mqttAddr, grpcAddr: rl.GRPC, httpAddr: rl.HTTP, tempDir: tempDir}, nil
 }
 
 // mosquittoConfig is the peer's config: one loopback listener, no persistence,

@@ -61,7 +61,7 @@ func (e *env) coapSection(ctx context.Context) {
 	if e.quick {
 		clients = 50
 	}
-	full, err := e.measureCoAP(ctx, clients, 0)
+	full, err := e.measureCoAP(ctx, clients, 0, false)
 	if ctx.Err() != nil {
 		return
 	}
@@ -71,7 +71,7 @@ func (e *env) coapSection(ctx context.Context) {
 	}
 	e.logf("coap       %d clients, full load: %.0f readings/s on gRPC (%.0f/s acknowledged), p50 %v p99 %v, gateway CPU %.0f%%, load generator CPU %.0f%%",
 		clients, full.rate, full.acked, full.p50, full.p99, 100*full.gwCPU, 100*full.simCPU)
-	half, err := e.measureCoAP(ctx, clients, full.rate/2)
+	half, err := e.measureCoAP(ctx, clients, full.rate/2, false)
 	if ctx.Err() != nil {
 		return
 	}
@@ -80,14 +80,30 @@ func (e *env) coapSection(ctx context.Context) {
 	} else {
 		e.logf("coap       %d clients at %.0f/s: p50 %v p99 %v", clients, full.rate/2, half.p50, half.p99)
 	}
+	// The durable twin: the same full load with a data_dir, where each CON's ACK
+	// waits for its reading's fsync.
+	dur, err := e.measureCoAP(ctx, clients, 0, true)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		e.fail("coap, data_dir", err)
+	} else {
+		e.logf("coap       %d clients, full load, data_dir: %.0f readings/s on gRPC (%.0f/s acknowledged), p50 %v p99 %v",
+			clients, dur.rate, dur.acked, dur.p50, dur.p99)
+	}
 	name := fmt.Sprintf("coap %d UDP clients (CON, 1 in flight each) → 1 gRPC sub", clients)
-	e.rows = append(e.rows,
-		row{name: name + ": readings/s", eg: fmtCount(full.rate)},
-		row{name: name + ": latency p50 / p99 at full load", eg: fmtDuration(full.p50) + " / " + fmtDuration(full.p99)},
-	)
+	latency := func(r *coapResult) string { return fmtDuration(r.p50) + " / " + fmtDuration(r.p99) }
+	e.rows = append(e.rows, row{name: name + ": readings/s", eg: fmtCount(full.rate)})
+	if dur != nil {
+		e.rows = append(e.rows, row{name: name + ", data_dir: readings/s", eg: fmtCount(dur.rate)})
+	}
+	e.rows = append(e.rows, row{name: name + ": latency p50 / p99 at full load", eg: latency(full)})
+	if dur != nil {
+		e.rows = append(e.rows, row{name: name + ", data_dir: latency p50 / p99 at full load", eg: latency(dur)})
+	}
 	if half != nil {
-		e.rows = append(e.rows, row{name: fmt.Sprintf("%s: latency p50 / p99 at %s/s", name, fmtCount(full.rate/2)),
-			eg: fmtDuration(half.p50) + " / " + fmtDuration(half.p99)})
+		e.rows = append(e.rows, row{name: fmt.Sprintf("%s: latency p50 / p99 at %s/s", name, fmtCount(full.rate/2)), eg: latency(half)})
 	}
 	e.rows = append(e.rows,
 		row{name: name + ": gateway CPU (cores) at full load", eg: fmt.Sprintf("%.2f", full.gwCPU)},
@@ -107,19 +123,26 @@ func freeUDPPort() (string, error) {
 
 // coapGatewayConfig is CoAP over UDP for the clients, and a ring and queue that hold
 // seconds of the stream, so that the figure is the adapter's and the stream's
-// rate, not the slow-consumer policy's.
-func coapGatewayConfig(addr string, clients int) string {
+// rate, not the slow-consumer policy's. A dataDir makes it durable.
+func coapGatewayConfig(addr string, clients int, dataDir string) string {
 	var b strings.Builder
 	b.WriteString("gateway:\n  id: edgebench\n  log_level: info\n")
+	if dataDir != "" {
+		fmt.Fprintf(&b, "  data_dir: %q\n", dataDir)
+	}
 	fmt.Fprintf(&b, "  retain: %d\n  subscriber_queue: %d\n  slow_consumer: drop_oldest\n", 1<<19, 1<<18)
 	b.WriteString("grpc: {listen: \"127.0.0.1:0\"}\nhttp: {listen: \"127.0.0.1:0\"}\n")
+	if dataDir != "" {
+		b.WriteString("journal: {sync: batch}\n")
+	}
 	fmt.Fprintf(&b, "coap:\n  listeners: [{type: udp, address: %q}]\n  max_connections: %d\n", addr, clients+64)
 	return b.String()
 }
 
 // measureCoAP runs the clients against a fresh gateway: as fast as they are
-// acknowledged when rate is 0, else at rate readings a second in all.
-func (e *env) measureCoAP(ctx context.Context, clients int, rate float64) (*coapResult, error) {
+// acknowledged when rate is 0, else at rate readings a second in all; with a
+// data_dir of its own when durable.
+func (e *env) measureCoAP(ctx context.Context, clients int, rate float64, durable bool) (*coapResult, error) {
 	simBin, err := e.edgesimPath()
 	if err != nil {
 		return nil, err
@@ -129,7 +152,14 @@ func (e *env) measureCoAP(ctx context.Context, clients int, rate float64) (*coap
 		return nil, err
 	}
 	cfg := filepath.Join(e.tmp, "edgegate-coap.yaml")
-	if err := os.WriteFile(cfg, []byte(coapGatewayConfig(addr, clients)), 0o600); err != nil {
+	var dataDir string
+	if durable {
+		if dataDir, err = os.MkdirTemp(e.tmp, "data-coap-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dataDir)
+	}
+	if err := os.WriteFile(cfg, []byte(coapGatewayConfig(addr, clients, dataDir)), 0o600); err != nil {
 		return nil, err
 	}
 	readyCh := make(chan readyLine, 1)

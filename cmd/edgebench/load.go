@@ -322,45 +322,51 @@ func closePublishers(pubs []*publisher) {
 	wg.Wait()
 }
 
-// run publishes until ctx ends: as fast as the window allows when rate is 0, else
-// at rate messages a second, paced against the clock so that a late wake-up is made
-// up for rather than lost.
-func (p *publisher) run(ctx context.Context, rate float64) error {
+// run publishes until ctx ends, or until it has sent count messages when count is
+// not 0: as fast as a window of that many messages in flight allows when rate is
+// 0, else at rate messages a second, paced against the clock so that a late
+// wake-up is made up for rather than lost.
+func (p *publisher) run(ctx context.Context, rate float64, count uint64, window int) error {
+	// A slot is taken before each publish and given back once the message is
+	// acknowledged (written, at QoS 0), so at most window are in flight; acks has
+	// room for every token a slot allows, so handing one over never blocks.
+	slots := make(chan struct{}, window)
 	acks := make(chan paho.Token, window)
 	ackErr := make(chan error, 1)
 	go func() {
 		var first error
 		for t := range acks {
-			if !t.WaitTimeout(ackTimeout) {
+			switch {
+			case !t.WaitTimeout(ackTimeout):
 				if first == nil {
 					first = fmt.Errorf("no acknowledgement within %v", ackTimeout)
 				}
-				continue
-			}
-			if err := t.Error(); err != nil {
+			case t.Error() != nil:
 				if first == nil {
-					first = err
+					first = t.Error()
 				}
-				continue
+			default:
+				p.acked.Add(1)
 			}
-			p.acked.Add(1)
+			<-slots
 		}
 		ackErr <- first
 	}()
+	more := func() bool { return ctx.Err() == nil && (count == 0 || p.seq < count) }
 	send := func() bool {
-		p.seq++
-		t := p.cl.Publish(p.topic, p.qos, false, encodePayload(p.seq, time.Now()))
 		select {
-		case acks <- t:
-			return true
+		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return false
 		}
+		p.seq++
+		acks <- p.cl.Publish(p.topic, p.qos, false, encodePayload(p.seq, time.Now()))
+		return true
 	}
 	start := time.Now()
 	var sent uint64
 loop:
-	for ctx.Err() == nil {
+	for more() {
 		if rate == 0 {
 			if !send() {
 				break
@@ -368,7 +374,7 @@ loop:
 			continue
 		}
 		due := uint64(time.Since(start).Seconds() * rate)
-		for ; sent < due; sent++ {
+		for ; sent < due && more(); sent++ {
 			if !send() {
 				break loop
 			}

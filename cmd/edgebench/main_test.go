@@ -249,7 +249,8 @@ func TestQuickRun(t *testing.T) {
 	if code := bench(ctx, o, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
 	}
-	for _, want := range []string{"| throughput QoS 1, 2 pub → 1 sub", "| latency p99 QoS 1", "| memory per idle MQTT connection (50 conns"} {
+	for _, want := range []string{"| throughput QoS 1, 2 pub → 1 sub", "| throughput QoS 1, 2 pub → 1 sub, data_dir", "| latency p99 QoS 1",
+		"| latency p99 QoS 1, 2 pub → 1 sub, data_dir", "| memory per idle MQTT connection (50 conns"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no %q in\n%s", want, out.String())
 		}

@@ -315,8 +315,8 @@ func (e *env) measureModbus(ctx context.Context, b modbusBench) (*modbusResult, 
 	if err != nil {
 		return nil, err
 	}
-	skipped0, _ := modbusScrapeSum(ctx, rl.HTTP, "edgegate_modbus_polls_skipped_total")
-	hist0, _ := modbusScrapeHistogram(ctx, rl.HTTP, "edgegate_modbus_poll_jitter_seconds")
+	skipped0, _ := gatewayMetricsSum(ctx, rl.HTTP, "edgegate_modbus_polls_skipped_total")
+	hist0, _ := gatewayMetricsHistogram(ctx, rl.HTTP, "edgegate_modbus_poll_jitter_seconds")
 	m0, r0, t0 := received.Load(), devs.reqs.Load(), time.Now()
 	devs.record.Store(true)
 	err = sleepCtx(ctx, b.duration)
@@ -329,8 +329,8 @@ func (e *env) measureModbus(ctx context.Context, b modbusBench) (*modbusResult, 
 	if err != nil {
 		return nil, err
 	}
-	skipped1, _ := modbusScrapeSum(ctx, rl.HTTP, "edgegate_modbus_polls_skipped_total")
-	hist1, _ := modbusScrapeHistogram(ctx, rl.HTTP, "edgegate_modbus_poll_jitter_seconds")
+	skipped1, _ := gatewayMetricsSum(ctx, rl.HTTP, "edgegate_modbus_polls_skipped_total")
+	hist1, _ := gatewayMetricsHistogram(ctx, rl.HTTP, "edgegate_modbus_poll_jitter_seconds")
 	rss, _ := p.rss()
 	if p.exitedEarly() {
 		return nil, p.exited()
@@ -359,9 +359,9 @@ func (e *env) measureModbus(ctx context.Context, b modbusBench) (*modbusResult, 
 	return r, nil
 }
 
-// modbusScrapeSum sums a counter's samples from the gateway's /metrics.
-func modbusScrapeSum(ctx context.Context, httpAddr, name string) (float64, error) {
-	text, err := modbusScrape(ctx, httpAddr)
+// gatewayMetricsSum sums a counter's samples from the gateway's /metrics.
+func gatewayMetricsSum(ctx context.Context, httpAddr, name string) (float64, error) {
+	text, err := gatewayMetrics(ctx, httpAddr)
 	if err != nil {
 		return 0, err
 	}
@@ -378,9 +378,9 @@ func modbusScrapeSum(ctx context.Context, httpAddr, name string) (float64, error
 	return sum, nil
 }
 
-// modbusScrapeHistogram reads a histogram's cumulative buckets: upper bound to count.
-func modbusScrapeHistogram(ctx context.Context, httpAddr, name string) (map[float64]float64, error) {
-	text, err := modbusScrape(ctx, httpAddr)
+// gatewayMetricsHistogram reads a histogram's cumulative buckets: upper bound to count.
+func gatewayMetricsHistogram(ctx context.Context, httpAddr, name string) (map[float64]float64, error) {
+	text, err := gatewayMetrics(ctx, httpAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -434,8 +434,8 @@ func modbusHistQuantile(before, after map[float64]float64, q float64) string {
 	return "n/a"
 }
 
-// modbusScrape fetches the gateway's /metrics.
-func modbusScrape(ctx context.Context, httpAddr string) (string, error) {
+// gatewayMetrics fetches the gateway's /metrics, as text.
+func gatewayMetrics(ctx context.Context, httpAddr string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
 	if err != nil {
 		return "", err

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -227,21 +226,12 @@ func (e *env) measureOPCUA(ctx context.Context, items int, interval time.Duratio
 // adapterNotifications reads edgegate_opcua_notifications_total from the
 // gateway's /metrics.
 func adapterNotifications(ctx context.Context, httpAddr string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	text, err := gatewayMetrics(ctx, httpAddr)
 	if err != nil {
 		return 0, err
 	}
 	total := 0.0
-	for line := range strings.SplitSeq(string(b), "\n") {
+	for line := range strings.SplitSeq(text, "\n") {
 		if !strings.HasPrefix(line, "edgegate_opcua_notifications_total{") {
 			continue
 		}

@@ -75,7 +75,14 @@ func fmtCount(v float64) string {
 	return b.String()
 }
 
-func fmtRatio(v float64) string { return fmt.Sprintf("%.2f", v) }
+// fmtRatio writes a ratio with two decimals, or two significant digits when it is
+// smaller than 0.1, so that a hundredfold gap does not print as 0.00.
+func fmtRatio(v float64) string {
+	if v > 0 && v < 0.1 {
+		return fmt.Sprintf("%.2g", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
 
 // fmtDuration writes a latency in milliseconds with three significant digits.
 func fmtDuration(d time.Duration) string {

@@ -12,10 +12,27 @@ type tpCase struct {
 	qos        byte
 	publishers int
 	subs       int
+	// durable runs edgegate with a data_dir (journal.sync: batch), as it is
+	// deployed; the peer runs from memory either way.
+	durable bool
 }
 
 func (c tpCase) String() string {
-	return fmt.Sprintf("QoS %d, %d pub → %d sub", c.qos, c.publishers, c.subs)
+	return fmt.Sprintf("QoS %d, %d pub → %d sub%s", c.qos, c.publishers, c.subs, durableSuffix(c.durable))
+}
+
+// durableSuffix marks a durable case's name.
+func durableSuffix(durable bool) string {
+	if durable {
+		return ", data_dir"
+	}
+	return ""
+}
+
+// twin is the same case with edgegate durable.
+func (c tpCase) twin() tpCase {
+	c.durable = true
+	return c
 }
 
 // key names the case for maxRate.
@@ -48,27 +65,32 @@ type tpResult struct {
 	ingest  float64 // messages acknowledged (QoS 1) or sent (QoS 0) per second
 }
 
+// throughput measures each case on edgegate from memory, on the peer, and on
+// edgegate durable (its twin row, beside it, against the same peer figure).
 func (e *env) throughput(ctx context.Context) {
 	for _, c := range e.tpCases() {
-		var res [2]*tpResult
-		for i, kind := range []string{kindEdgegate, kindMosquitto} {
-			if kind == kindMosquitto && e.mosquitto == "" {
+		var res [3]*tpResult
+		for i, run := range []struct {
+			kind string
+			c    tpCase
+		}{{kindEdgegate, c}, {kindMosquitto, c}, {kindEdgegate, c.twin()}} {
+			if run.kind == kindMosquitto && e.mosquitto == "" {
 				continue
 			}
-			r, err := e.measureThroughput(ctx, kind, c, e.duration)
+			r, err := e.measureThroughput(ctx, run.kind, run.c, e.duration)
 			if ctx.Err() != nil {
 				return
 			}
 			if err != nil {
-				e.fail(fmt.Sprintf("throughput %s, %s", c, kind), err)
+				e.fail(fmt.Sprintf("throughput %s, %s", run.c, run.kind), err)
 				continue
 			}
 			e.logf("throughput %-9s %s: %.0f msg/s per subscriber, %.2f%% missing, publishers %.0f msg/s",
-				kind, c, r.rate, 100*r.missing, r.ingest)
-			e.maxRate[c.key(kind)] = r.rate
+				run.kind, run.c, r.rate, 100*r.missing, r.ingest)
+			e.maxRate[run.c.key(run.kind)] = r.rate
 			res[i] = r
 		}
-		e.rows = append(e.rows, tpRow(c, res[0], res[1]))
+		e.rows = append(e.rows, tpRow(c, res[0], res[1]), tpRow(c.twin(), res[2], res[1]))
 	}
 }
 
@@ -101,7 +123,7 @@ type loadWindow struct {
 // fast as their windows allow when rate is 0, else at rate messages a second in
 // all), and measures for d after the warm-up.
 func (e *env) runLoad(ctx context.Context, kind string, c tpCase, rate float64, d time.Duration, record bool) (*loadWindow, error) {
-	b, err := e.startBroker(ctx, kind, brokerSetup{queue: subscriberQueue})
+	b, err := e.startBroker(ctx, kind, brokerSetup{queue: subscriberQueue, durable: c.durable})
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +133,7 @@ func (e *env) runLoad(ctx context.Context, kind string, c tpCase, rate float64, 
 		return nil, err
 	}
 	defer closeSubscribers(subs)
-	pw, err := e.startPublishers(ctx, b.mqttAddr, c.qos, c.publishers, rate)
+	pw, err := e.startPublishers(ctx, b.mqttAddr, pubLoad{qos: c.qos, publishers: c.publishers, rate: rate})
 	if err != nil {
 		return nil, err
 	}

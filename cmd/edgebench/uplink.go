@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
@@ -38,12 +39,15 @@ import (
 // uplinkWindow is max_in_flight in the measurements (the default).
 const uplinkWindow = 256
 
-func findNATSServer() string {
-	if p, err := exec.LookPath("nats-server"); err == nil {
+func findNATSServer() string { return findTool("nats-server", "/usr/sbin/nats-server") }
+
+// findTool returns name as found on PATH, else fallback if it exists, else "".
+func findTool(name, fallback string) string {
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	if _, err := os.Stat("/usr/sbin/nats-server"); err == nil {
-		return "/usr/sbin/nats-server"
+	if _, err := os.Stat(fallback); err == nil {
+		return fallback
 	}
 	return ""
 }
@@ -54,12 +58,29 @@ type natsHub struct {
 	url  string
 }
 
-func (e *env) startNATSHub(ctx context.Context, bin, name string) (*natsHub, error) {
+// startNATSHub starts nats-server with JetStream on file storage in a directory of
+// its own; syncAlways asks it to fsync every write (sync_interval: always, a
+// config file setting that nats-server 2.10 introduced: an older server refuses
+// to start, and the error says so).
+func (e *env) startNATSHub(ctx context.Context, bin, name string, syncAlways bool) (*natsHub, error) {
 	dir := filepath.Join(e.tmp, "nats-"+name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	p, err := startProc("nats-server", bin, []string{"-js", "-a", "127.0.0.1", "-p", "-1", "-sd", filepath.Join(dir, "store"), "--ports_file_dir", dir}, nil, false)
+	store := filepath.Join(dir, "store")
+	args := []string{"-js", "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", dir}
+	if syncAlways {
+		// The store directory goes in the file too: given both ways, the server
+		// refuses it as a duplicate.
+		conf := filepath.Join(dir, "nats.conf")
+		if err := os.WriteFile(conf, []byte(fmt.Sprintf("jetstream {\n  store_dir: %q\n  sync_interval: always\n}\n", store)), 0o600); err != nil {
+			return nil, err
+		}
+		args = append(args, "-c", conf)
+	} else {
+		args = append(args, "-sd", store)
+	}
+	p, err := startProc("nats-server", bin, args, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +225,7 @@ func (e *env) uplinkSection(ctx context.Context) {
 
 // uplinkLive measures forwarding while 8 writers append batches of 64.
 func (e *env) uplinkLive(ctx context.Context, bin string) (float64, error) {
-	hub, err := e.startNATSHub(ctx, bin, "live")
+	hub, err := e.startNATSHub(ctx, bin, "live", false)
 	if err != nil {
 		return 0, err
 	}
@@ -266,7 +287,7 @@ func (e *env) uplinkLive(ctx context.Context, bin string) (float64, error) {
 
 // uplinkDrain fills a log while no uplink runs, then times the drain.
 func (e *env) uplinkDrain(ctx context.Context, bin string, n int) (float64, error) {
-	hub, err := e.startNATSHub(ctx, bin, "drain")
+	hub, err := e.startNATSHub(ctx, bin, "drain", false)
 	if err != nil {
 		return 0, err
 	}
@@ -304,33 +325,50 @@ func (e *env) uplinkDrain(ctx context.Context, bin string, n int) (float64, erro
 // rawPublish publishes n encoded messages from memory with PublishMsgAsync and
 // the same window, and returns messages per second.
 func (e *env) rawPublish(ctx context.Context, bin, name string, n int) (float64, error) {
-	hub, err := e.startNATSHub(ctx, bin, name)
+	hub, err := e.startNATSHub(ctx, bin, name, false)
 	if err != nil {
 		return 0, err
 	}
 	defer hub.stop()
-	nc, err := nats.Connect(hub.url)
-	if err != nil {
-		return 0, err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(uplinkWindow))
-	if err != nil {
-		return 0, err
-	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: uplink.DataStream, Subjects: []string{"edgegate.data.>"}, Storage: jetstream.FileStorage}); err != nil {
-		return 0, err
-	}
 	m := benchMessage(1)
 	data, err := benchPayload(m)
 	if err != nil {
 		return 0, err
 	}
 	subject := uplink.DataSubject("bench", m.Device, m.Point)
+	stream := jetstream.StreamConfig{Name: uplink.DataStream, Subjects: []string{"edgegate.data.>"}, Storage: jetstream.FileStorage}
+	rate, err := jsPublishAsync(ctx, hub.url, stream, uplinkWindow, n, func(i int) *nats.Msg {
+		return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{uplink.HeaderMsgID: []string{uplink.MsgID("bench", uint64(i+1))}}}
+	})
+	if err != nil {
+		return 0, err
+	}
+	e.logf("nats.go async publish (%s): %d messages, %.0f msg/s", name, n, rate)
+	return rate, nil
+}
+
+// jsPublishAsync creates the stream on the hub at url and publishes n messages
+// (msg(0) to msg(n-1)) with PublishMsgAsync, at most window unacknowledged, and
+// returns messages acknowledged per second, from the first publish to the last
+// acknowledgement.
+func jsPublishAsync(ctx context.Context, url string, stream jetstream.StreamConfig, window, n int, msg func(i int) *nats.Msg) (float64, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	var failed atomic.Int64
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window),
+		jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { failed.Add(1) }))
+	if err != nil {
+		return 0, err
+	}
+	if _, err := js.CreateStream(ctx, stream); err != nil {
+		return 0, err
+	}
 	start := time.Now()
 	for i := range n {
-		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{uplink.HeaderMsgID: []string{uplink.MsgID("bench", uint64(i+1))}}}
-		if _, err := js.PublishMsgAsync(msg); err != nil {
+		if _, err := js.PublishMsgAsync(msg(i)); err != nil {
 			return 0, err
 		}
 	}
@@ -342,7 +380,9 @@ func (e *env) rawPublish(ctx context.Context, bin, name string, n int) (float64,
 		return 0, errors.New("publishes not acknowledged in 10 minutes")
 	}
 	rate := float64(n) / time.Since(start).Seconds()
-	e.logf("nats.go async publish (%s): %d messages, %.0f msg/s", name, n, rate)
+	if f := failed.Load(); f > 0 {
+		return 0, fmt.Errorf("%d of %d publishes failed", f, n)
+	}
 	return rate, nil
 }
 

@@ -25,8 +25,10 @@ import (
 // workerCmd is the hidden first argument that makes edgebench the publishers'
 // worker. Protocol, one line each on its stdout: "ready" once every publisher is
 // connected; then "acked N" (messages acknowledged, or written at QoS 0, so far) a
-// few times a second; "error TEXT" if one fails. It stops when its stdin closes or
-// on SIGTERM, and exits non-zero after an error.
+// few times a second; "error TEXT" if one fails; with --count, "done NANOSECONDS"
+// once every publisher has sent its count and had it acknowledged, the time from
+// the first publish to the last acknowledgement. It stops when its stdin closes, on
+// SIGTERM, or when done, and exits non-zero after an error.
 const workerCmd = "publish-worker"
 
 // workerReport is how often the worker reports its count.
@@ -39,10 +41,12 @@ func workerMain(args []string, stdin io.Reader, stdout io.Writer) int {
 	qos := fs.Int("qos", 0, "QoS")
 	n := fs.Int("publishers", 1, "publishers")
 	rate := fs.Float64("rate", 0, "messages per second in all; 0: as fast as the windows allow")
+	count := fs.Uint64("count", 0, "messages each publisher sends; 0: until stopped")
+	win := fs.Int("window", window, "messages each publisher may have in flight")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *addr == "" || *qos < 0 || *qos > 1 || *n < 1 || *n > 10000 || *rate < 0 {
+	if *addr == "" || *qos < 0 || *qos > 1 || *n < 1 || *n > 10000 || *rate < 0 || *win < 1 || *win > 65535 {
 		fmt.Fprintln(stdout, "error bad arguments")
 		return 2
 	}
@@ -66,19 +70,22 @@ func workerMain(args []string, stdin io.Reader, stdout io.Writer) int {
 
 	errs := make(chan error, len(pubs))
 	var wg sync.WaitGroup
+	start := time.Now()
 	for _, p := range pubs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := p.run(ctx, *rate/float64(len(pubs))); err != nil {
+			if err := p.run(ctx, *rate/float64(len(pubs)), *count, *win); err != nil {
 				errs <- err
 				cancel()
 			}
 		}()
 	}
 	finished := make(chan struct{})
+	var took time.Duration
 	go func() {
 		wg.Wait()
+		took = time.Since(start)
 		close(finished)
 	}()
 	t := time.NewTicker(workerReport)
@@ -97,6 +104,9 @@ func workerMain(args []string, stdin io.Reader, stdout io.Writer) int {
 		return 1
 	default:
 	}
+	if *count > 0 && ctx.Err() == nil {
+		fmt.Fprintf(stdout, "done %d\n", took.Nanoseconds())
+	}
 	return 0
 }
 
@@ -105,15 +115,28 @@ type pubWorker struct {
 	p      *proc
 	acked  atomic.Uint64
 	ready  chan struct{}
-	failed chan string // the first error line
+	failed chan string        // the first error line
+	done   chan time.Duration // the "done" line's figure, with a count
+}
+
+// pubLoad is what the worker's publishers do.
+type pubLoad struct {
+	qos        byte
+	publishers int
+	rate       float64 // messages a second in all; 0: as fast as the window allows
+	count      uint64  // messages each publisher sends; 0: until stopped
+	window     int     // in flight per publisher; 0: window
 }
 
 // startPublishers starts the worker and waits until every publisher is connected
 // and publishing.
-func (e *env) startPublishers(ctx context.Context, addr string, qos byte, n int, rate float64) (*pubWorker, error) {
-	w := &pubWorker{ready: make(chan struct{}), failed: make(chan string, 1)}
-	args := []string{workerCmd, "--addr", addr, "--qos", strconv.Itoa(int(qos)), "--publishers", strconv.Itoa(n),
-		"--rate", strconv.FormatFloat(rate, 'f', -1, 64)}
+func (e *env) startPublishers(ctx context.Context, addr string, l pubLoad) (*pubWorker, error) {
+	w := &pubWorker{ready: make(chan struct{}), failed: make(chan string, 1), done: make(chan time.Duration, 1)}
+	if l.window == 0 {
+		l.window = window
+	}
+	args := []string{workerCmd, "--addr", addr, "--qos", strconv.Itoa(int(l.qos)), "--publishers", strconv.Itoa(l.publishers),
+		"--rate", strconv.FormatFloat(l.rate, 'f', -1, 64), "--count", strconv.FormatUint(l.count, 10), "--window", strconv.Itoa(l.window)}
 	var readyOnce sync.Once
 	p, err := startProc("publishers", e.self, args, func(line string) {
 		switch {
@@ -122,6 +145,13 @@ func (e *env) startPublishers(ctx context.Context, addr string, qos byte, n int,
 		case strings.HasPrefix(line, "acked "):
 			if v, err := strconv.ParseUint(line[len("acked "):], 10, 64); err == nil {
 				w.acked.Store(v)
+			}
+		case strings.HasPrefix(line, "done "):
+			if ns, err := strconv.ParseInt(line[len("done "):], 10, 64); err == nil {
+				select {
+				case w.done <- time.Duration(ns):
+				default:
+				}
 			}
 		case strings.HasPrefix(line, "error "):
 			select {
