@@ -1,7 +1,7 @@
 // Package journal is the gateway's durable log: every accepted message is appended
 // to a segment file before its device is acknowledged, and read back for replay,
-// resume and slow subscribers. It is a plain segment log (see DESIGN notes in
-// doc.go): one writer, group commit with fsync, checksummed records, retention by
+// resume and slow subscribers. It is a plain segment log (docs/durability.md):
+// one writer, group commit with fsync, checksummed records, retention by
 // age and by bytes, and recovery that truncates to the last good record.
 //
 // It knows nothing of subscribers or protocols: the hub decides what to read.
