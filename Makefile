@@ -20,13 +20,13 @@ IMAGE     ?= ghcr.io/edgegate/edgegate:$(VERSION)
 all: lint test build
 
 help:
-	@echo "build  - build edgegate and edgesim into $(BIN)/"
+	@echo "build  - build edgegate, edgesim and edgebench into $(BIN)/"
 	@echo "test   - unit, end-to-end and interop tests with the race detector"
 	@echo "lint   - gofmt, go vet, staticcheck"
 	@echo "proto  - regenerate proto/edgegate/v1 from gateway.proto (needs protoc)"
 	@echo "clients - regenerate the TypeScript and Python stubs in clients/ (needs protoc, npm)"
-	@echo "bench  - throughput, latency and memory against mosquitto, memory and data_dir; prints a table (BENCHFLAGS='--only durable' for issue 14's durable shapes)"
-	@echo "demo   - the gateway on its embedded default, simulated devices, the live stream"
+	@echo "bench  - throughput, latency and memory against mosquitto, memory and data_dir; prints a table (BENCHFLAGS='--only durable' for the durable shapes)"
+	@echo "demo   - the gateway (examples/demo/edgegate.yaml), simulated MQTT, CoAP, Modbus and OPC UA devices, the live stream"
 	@echo "demo-kitchen - the kitchen display example: Modbus fryers, MQTT orders, the Go client"
 	@echo "fuzz   - run every fuzz target for FUZZTIME (default 30s each)"
 	@echo "image  - the container image IMAGE (default $(IMAGE)) with docker build"
@@ -93,6 +93,8 @@ clients/node_modules: clients/package.json clients/package-lock.json
 bench: build
 	$(GO) run ./cmd/edgebench $(BENCHFLAGS)
 
+# The embedded default plus a Modbus and an OPC UA device (examples/demo/edgegate.yaml),
+# with edgesim simulating devices of all four protocols; Ctrl-C stops everything.
 demo: build
 	./scripts/demo.sh
 

@@ -23,7 +23,9 @@ import (
 // Server-Sent Events that feeds it: a snapshot every second (devices with state,
 // last seen, last error and message rate; the latest values that changed;
 // subscribers and their lag; durable consumers) and the live messages that match
-// the page's filter. It offers no writes.
+// the page's filter. The first snapshot of a stream also carries the recent values
+// of every numeric point, read back from the hub's ring (no storage of its own), for
+// the page's sparklines; the page extends them from what follows. It offers no writes.
 
 //go:embed static
 var staticFiles embed.FS
@@ -47,6 +49,15 @@ const (
 	statusWriteTimeout = 10 * time.Second
 	// statusBatch is how many hub messages one read takes.
 	statusBatch = 256
+	// statusHistoryScan bounds how many of the hub's newest messages a stream's
+	// first snapshot reads back from the ring for the sparklines: a few thousand
+	// are a few milliseconds, once per page load.
+	statusHistoryScan = 4096
+	// statusHistoryValues is how many recent values one sparkline holds (the
+	// page keeps as many).
+	statusHistoryValues = 60
+	// statusHistoryWait bounds the read-back, in case the gateway stops under it.
+	statusHistoryWait = 2 * time.Second
 )
 
 type statusServer struct {
@@ -194,6 +205,73 @@ type statusSnapshot struct {
 	Dropped uint64 `json:"dropped"`
 	// Rate is this stream's cap of live messages a second.
 	Rate int `json:"rate"`
+	// History is the recent values of each numeric point: first snapshot only.
+	History []pointHistory `json:"history,omitempty"`
+}
+
+// pointHistory is one numeric point's recent values, oldest first, as the hub's
+// ring holds them; Seq is the newest one's sequence, so that the page extends the
+// line only with what is newer.
+type pointHistory struct {
+	Device string    `json:"device"`
+	Point  string    `json:"point"`
+	Values []float64 `json:"values"`
+	Seq    uint64    `json:"seq"`
+}
+
+// history reads the hub's newest messages (at most statusHistoryScan, and only what
+// the ring holds) and returns the last statusHistoryValues values of every numeric
+// point among them, in the order the points were first seen.
+func (s *statusServer) history(ctx context.Context) []pointHistory {
+	hub := s.g.hub
+	last := hub.LastSequence()
+	scan := uint64(min(statusHistoryScan, hub.Config().Retain))
+	var after uint64
+	if last > scan {
+		after = last - scan
+	}
+	sub, err := hub.Subscribe(bridge.SubscribeOptions{Start: bridge.StartAfter, After: after, Name: "status page history"})
+	if err != nil {
+		return nil
+	}
+	defer sub.Close()
+	ctx, cancel := context.WithTimeout(ctx, statusHistoryWait)
+	defer cancel()
+	type key struct{ device, point string }
+	index := map[key]int{}
+	var out []pointHistory
+	buf := make([]*bridge.Message, 0, statusBatch)
+	for sub.Cursor() <= last {
+		batch, err := sub.Next(ctx, buf)
+		if err != nil {
+			break // the gateway stops, or too slow: the page starts with less
+		}
+		for _, m := range batch {
+			if m.Sequence > last {
+				break
+			}
+			switch m.Value.Kind() {
+			case bridge.KindDouble, bridge.KindInt, bridge.KindUint:
+			default:
+				continue
+			}
+			f, _ := m.Value.Float()
+			k := key{m.Device, m.Point}
+			i, ok := index[k]
+			if !ok {
+				i = len(out)
+				index[k] = i
+				out = append(out, pointHistory{Device: m.Device, Point: m.Point})
+			}
+			h := &out[i]
+			if len(h.Values) == statusHistoryValues {
+				h.Values = append(h.Values[:0], h.Values[1:]...)
+			}
+			h.Values = append(h.Values, f)
+			h.Seq = m.Sequence
+		}
+	}
+	return out
 }
 
 // deviceRates returns each device's messages a second, measured over the last
@@ -366,7 +444,9 @@ func (s *statusServer) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	// The browser reconnects after this long when the stream breaks.
 	fmt.Fprint(w, "retry: 2000\n\n")
-	if send("snapshot", s.snapshot(st, now)) != nil || flush() != nil {
+	first := s.snapshot(st, now)
+	first.History = s.history(ctx)
+	if send("snapshot", first) != nil || flush() != nil {
 		return
 	}
 	next := now.Add(statusInterval)

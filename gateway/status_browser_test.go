@@ -42,8 +42,10 @@ func browserDeps(t *testing.T) (node, playwright, chromium string) {
 
 // TestStatusPageInBrowser loads the status page in a real Chromium against a
 // gateway with simulated devices (MQTT fryers, a Modbus fryer from the simulator),
-// sees a new device appear and its value change, filters the live stream, and
-// keeps a screenshot in data/artifacts/status-page.png.
+// sees a new device appear and its value change, a numeric point's sparkline and a
+// device's state with since-when, filters the live stream, checks at 1280x800 that
+// the subscribers table shows its DROPPED column, and keeps screenshots in
+// data/artifacts/status-page.png and status-page-1280.png.
 func TestStatusPageInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
@@ -114,11 +116,13 @@ devices:
 		t.Fatal(err)
 	}
 	shot := filepath.Join(artifacts, "status-page.png")
+	shot1280 := filepath.Join(artifacts, "status-page-1280.png")
 	os.Remove(shot)
+	os.Remove(shot1280)
 	cmd := exec.CommandContext(ctx, node, filepath.Join("testdata", "status_page.mjs"))
 	cmd.Env = append(os.Environ(),
 		"PLAYWRIGHT_CORE="+playwright, "CHROMIUM="+chromium, "DEVICE=fryer-2",
-		"STATUS_URL=http://"+g.HTTPAddr().String()+"/", "SCREENSHOT="+shot)
+		"STATUS_URL=http://"+g.HTTPAddr().String()+"/", "SCREENSHOT="+shot, "SCREENSHOT_1280="+shot1280)
 	// Its own process group, so that a timeout ends the browser it started too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -147,8 +151,10 @@ devices:
 	if len(lines) == 0 || !strings.HasPrefix(lines[len(lines)-1], "ok ") {
 		t.Fatalf("browser script said %q", lines)
 	}
-	if fi, err := os.Stat(shot); err != nil || fi.Size() < 10000 {
-		t.Fatalf("screenshot: %v", err)
+	for _, f := range []string{shot, shot1280} {
+		if fi, err := os.Stat(f); err != nil || fi.Size() < 10000 {
+			t.Fatalf("screenshot %s: %v", f, err)
+		}
 	}
 	t.Logf("%s; screenshot %s", lines[len(lines)-1], shot)
 }

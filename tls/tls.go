@@ -33,7 +33,7 @@ type Files struct {
 	KeyFile  string `yaml:"key_file"`
 	// ClientCAFile, on a server side, is the PEM bundle client certificates must
 	// chain to: setting it turns on mutual TLS. On a client side it is read as
-	// CAFile when CAFile is empty (the DESIGN's uplink example writes it so).
+	// CAFile when CAFile is empty (docs/uplink.md's example writes it so).
 	ClientCAFile string `yaml:"client_ca_file"`
 	// MinVersion is "1.2" (the default) or "1.3". TLS 1.3 is preferred whenever
 	// both sides have it, whatever the minimum.

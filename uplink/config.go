@@ -258,7 +258,7 @@ func Sanitize(s string) string {
 	return b.String()
 }
 
-// Subjects and names of the contract (DESIGN.md, "Fleet uplink").
+// Subjects and names of the contract (docs/uplink.md).
 const (
 	DataStream    = "EDGEGATE"
 	CommandStream = "EDGEGATE_CMD"

@@ -1,5 +1,5 @@
 // Package uplink connects a site's gateway to its fleet's hub, a NATS JetStream
-// server or cluster (DESIGN.md, "Fleet uplink"; docs/uplink.md for operators).
+// server or cluster (docs/uplink.md: the subjects, headers, streams and config keys).
 //
 // Data goes up from the gateway's durable log, not from the live stream: the log
 // is the store-and-forward buffer, so an outage of the hub, or of the gateway,

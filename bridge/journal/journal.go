@@ -1,8 +1,8 @@
 // Package journal is the gateway's durable log: every accepted message is appended
 // to a segment file before its device is acknowledged, and read back for replay,
-// resume and slow subscribers. It is a plain segment log: one writer, group commit
-// with fsync, checksummed records, retention by age and by bytes, and recovery that
-// keeps every record that checks out.
+// resume and slow subscribers. It is a plain segment log (docs/durability.md): one
+// writer, group commit with fsync, checksummed records, retention by age and by
+// bytes, and recovery that keeps every record that checks out.
 //
 // It knows nothing of subscribers or protocols: the hub decides what to read.
 package journal

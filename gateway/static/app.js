@@ -4,12 +4,22 @@
 "use strict";
 
 const MAX_STREAM_ROWS = 200;
+const SPARK_VALUES = 60; // as many as the first snapshot's history carries
+const STATE_CHANGES = 6; // state changes kept per device
+const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 
 let source = null;
 let paused = false;
 let lastSnapshot = null;
 const latestRows = new Map(); // "device\u0000point" -> row
+// Sparklines: "device\u0000point" -> {values, seq}. Seeded by the first snapshot's
+// history (what the hub's ring holds), extended by every newer value the page sees.
+const series = new Map();
+// The state changes this page has seen, per device: [{state, since}], newest last.
+// The gateway keeps only a device's current state and since when; what happened
+// before the page was opened is not known.
+const stateLog = new Map();
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -53,6 +63,90 @@ function replaceBody(table, rows) {
   tb.replaceChildren(...rows);
 }
 
+const NUMERIC = new Set(["double", "int", "uint"]);
+
+function extendSeries(m) {
+  if (!NUMERIC.has(m.kind)) return;
+  const v = Number(m.value);
+  if (!isFinite(v)) return;
+  const key = m.device + "\u0000" + m.point;
+  let s = series.get(key);
+  if (!s) { s = { values: [], seq: 0 }; series.set(key, s); }
+  if (m.seq <= s.seq) return;
+  s.values.push(v);
+  if (s.values.length > SPARK_VALUES) s.values.splice(0, s.values.length - SPARK_VALUES);
+  s.seq = m.seq;
+}
+
+// spark draws values as an inline SVG polyline (no image fetched, nothing inline
+// that the CSP would refuse): the range is the values' own, labelled in the title.
+function spark(values) {
+  const w = 120, h = 22, pad = 2;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("width", w);
+  svg.setAttribute("height", h);
+  svg.dataset.values = values.length;
+  if (values.length === 0) return svg;
+  let lo = Math.min(...values), hi = Math.max(...values);
+  if (hi === lo) { hi += 1; lo -= 1; }
+  const x = (i) => values.length === 1 ? w - pad : pad + (i * (w - 2 * pad)) / (values.length - 1);
+  const y = (v) => h - pad - ((v - lo) * (h - 2 * pad)) / (hi - lo);
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("points", values.map((v, i) => x(i).toFixed(1) + "," + y(v).toFixed(1)).join(" "));
+  svg.appendChild(line);
+  const dot = document.createElementNS(SVG, "circle");
+  dot.setAttribute("cx", x(values.length - 1).toFixed(1));
+  dot.setAttribute("cy", y(values[values.length - 1]).toFixed(1));
+  dot.setAttribute("r", "2");
+  svg.appendChild(dot);
+  const title = document.createElementNS(SVG, "title");
+  title.textContent = values.length + " values, " + Math.min(...values) + " to " + Math.max(...values);
+  svg.appendChild(title);
+  return svg;
+}
+
+function sparkCell(m) {
+  const td = el("td", null, "trend");
+  const s = series.get(m.device + "\u0000" + m.point);
+  if (s && s.values.length) td.appendChild(spark(s.values));
+  return td;
+}
+
+// noteState records a device's state when it changed since the last snapshot.
+function noteState(d) {
+  let log = stateLog.get(d.id);
+  if (!log) { log = []; stateLog.set(d.id, log); }
+  const last = log[log.length - 1];
+  if (last && last.state === d.state && last.since === d.state_since) return log;
+  log.push({ state: d.state, since: d.state_since });
+  if (log.length > STATE_CHANGES) log.splice(0, log.length - STATE_CHANGES);
+  return log;
+}
+
+// stateCell: the current state, since when, and the changes seen before it as
+// small marks (oldest first), each with its state and time in its title.
+function stateCell(d) {
+  const log = noteState(d);
+  const td = el("td", null, "state " + d.state);
+  const marks = el("span", null, "history");
+  for (const c of log.slice(0, -1)) {
+    const mark = el("span", null, "mark " + c.state);
+    mark.title = c.state + " since " + clock(c.since);
+    marks.appendChild(mark);
+  }
+  td.appendChild(marks);
+  td.appendChild(el("span", d.state));
+  if (d.state_since) {
+    const since = el("span", " " + ago(d.state_since), "since");
+    since.title = "since " + new Date(d.state_since).toLocaleString();
+    td.appendChild(since);
+  }
+  td.dataset.changes = log.length;
+  return td;
+}
+
 function renderSnapshot(s) {
   lastSnapshot = s;
   $("gw-id").textContent = s.id;
@@ -61,12 +155,15 @@ function renderSnapshot(s) {
   $("gw-seq").textContent = s.last_sequence;
   $("gw-devices").textContent = s.devices.length;
   document.title = "edgegate " + s.id;
+  for (const h of s.history || []) {
+    series.set(h.device + "\u0000" + h.point, { values: h.values.slice(-SPARK_VALUES), seq: h.seq });
+  }
 
   replaceBody("devices", s.devices.map((d) => {
     const tr = row([
       el("td", d.id, "id"),
       el("td", d.protocol),
-      el("td", d.state, "state " + d.state),
+      stateCell(d),
       el("td", ago(d.last_seen)),
       el("td", d.rate.toFixed(1), "num"),
       el("td", d.messages, "num"),
@@ -83,10 +180,10 @@ function renderSnapshot(s) {
   for (const m of s.latest) upsertLatest(m);
   $("latest-empty").hidden = latestRows.size > 0;
   // Refresh the ages of the values shown.
-  for (const tr of latestRows.values()) tr.cells[5].textContent = ago(tr.dataset.time);
+  for (const tr of latestRows.values()) tr.cells[6].textContent = ago(tr.dataset.time);
 
   replaceBody("subscribers", s.subscribers.map((x) => row([
-    el("td", x.name, "id"),
+    el("td", x.name, "id name"),
     el("td", ago(x.since)),
     el("td", x.cursor, "num"),
     el("td", x.lag, x.lag > 1000 ? "num warn" : "num"),
@@ -103,9 +200,10 @@ function upsertLatest(m) {
   const key = m.device + "\u0000" + m.point;
   let tr = latestRows.get(key);
   if (tr && Number(tr.dataset.seq) >= m.seq) return;
+  extendSeries(m);
   const cells = [
     el("td", m.device, "id"), el("td", m.point), el("td", m.value, "num value"),
-    el("td", m.unit || ""), el("td", m.quality, "q " + m.quality), el("td", ago(m.time)),
+    el("td", m.unit || ""), sparkCell(m), el("td", m.quality, "q " + m.quality), el("td", ago(m.time)),
   ];
   if (!tr) {
     tr = row(cells);

@@ -5,8 +5,11 @@
 //   SCREENSHOT=.../status-page.png node status_page.mjs
 //
 // It prints "loaded" once the page is live (the test then starts a new device),
-// waits for the device to appear and its value to change, takes a screenshot and
-// prints "ok". Any failure exits non-zero with the reason.
+// waits for the device to appear and its value to change, checks the sparkline of a
+// numeric point and the device's state with since-when, then at 1280x800 that the
+// subscribers table shows its DROPPED column whole, takes screenshots (SCREENSHOT,
+// full page at 1400 wide; SCREENSHOT_1280, the 1280x800 window) and prints "ok".
+// Any failure exits non-zero with the reason.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -67,7 +70,40 @@ try {
   }, device, { timeout });
   // The subscribers table lists this page's own stream.
   await page.waitForFunction(() => [...document.querySelectorAll("#subscribers tbody td")].some((td) => td.textContent.startsWith("status page @")), null, { timeout });
+  // A numeric point has a sparkline of its recent values (fryer-1's were read
+  // back from the hub's ring in the first snapshot, then extended).
+  const spark = `#latest tbody tr[data-device="fryer-1"][data-point="oil_temp"] td.trend svg.spark`;
+  await page.waitForFunction((sel) => {
+    const s = document.querySelector(sel);
+    return s && Number(s.dataset.values) >= 2 && s.querySelector("polyline").getAttribute("points").split(" ").length >= 2;
+  }, spark, { timeout });
+  // A string point has none.
+  const order = await page.$$(`#latest tbody tr[data-device="pos-1"] td.trend svg`);
+  if (order.length) throw new Error("a sparkline for a string point");
+  // The device's state says since when.
+  await page.waitForSelector(`#devices tbody tr[data-device="fryer-1"] td.state .since`, { timeout });
   await page.screenshot({ path: shot, fullPage: true });
+
+  // At 1280 pixels the subscribers table fits its section: DROPPED is on screen.
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.waitForFunction(() => {
+    const sec = document.getElementById("subscribers-section");
+    const th = [...document.querySelectorAll("#subscribers thead th")].find((t) => t.textContent.trim().toLowerCase() === "dropped");
+    if (!sec || !th) return false;
+    const s = sec.getBoundingClientRect(), h = th.getBoundingClientRect();
+    return sec.scrollWidth <= sec.clientWidth && h.width > 0 && h.right <= s.right && h.right <= window.innerWidth;
+  }, null, { timeout: 5000 }).catch(async () => {
+    const m = await page.evaluate(() => {
+      const sec = document.getElementById("subscribers-section");
+      return { scrollWidth: sec.scrollWidth, clientWidth: sec.clientWidth, right: sec.getBoundingClientRect().right };
+    });
+    throw new Error("subscribers table does not fit at 1280 px: " + JSON.stringify(m));
+  });
+  // Every table fits its section at 1280 (the live stream scrolls by design, rows only).
+  const wide = await page.evaluate(() => [...document.querySelectorAll("main section")]
+    .filter((sec) => sec.scrollWidth > sec.clientWidth).map((sec) => sec.id));
+  if (wide.length) throw new Error("sections wider than the screen at 1280 px: " + wide.join(", "));
+  if (process.env.SCREENSHOT_1280) await page.screenshot({ path: process.env.SCREENSHOT_1280 });
   if (problems.length) throw new Error(problems.join("\n"));
   console.log(`ok ${device} oil_temp ${first} -> ${second}`);
 } catch (e) {

@@ -16,7 +16,7 @@ import (
 // DNS SAN, else its common name, as for gRPC and MQTT). An identity may write the
 // device named like it (tls.DeviceName: a SPIFFE ID's last segment), unless its
 // `devices:` list (glob patterns) says which devices it may write instead
-// (DESIGN.md). A request without an identity there is 4.01 Unauthorized, one for
+// (docs/coap.md). A request without an identity there is 4.01 Unauthorized, one for
 // another device 4.03 Forbidden.
 //
 // A listener that does not authenticate (udp and tcp, which are loopback-only unless

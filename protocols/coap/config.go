@@ -179,7 +179,7 @@ type PointConfig struct {
 // NewConfig returns the defaults: the default resource mapping and no listener. A
 // `coap:` section without a `listeners` key gets one plaintext UDP listener on
 // loopback (UnmarshalYAML); without a `coap:` section at all, the adapter listens
-// nowhere and only serves the devices it is the client of (DESIGN.md: a protocol
+// nowhere and only serves the devices it is the client of (docs/coap.md: a protocol
 // section that is absent listens nowhere).
 func NewConfig() *Config {
 	return &Config{

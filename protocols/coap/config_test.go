@@ -35,7 +35,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(errs)
 	}
 	if len(cc.Listeners) != 1 || cc.Listeners[0].Type != "udp" || cc.Listeners[0].Address != "127.0.0.1:5683" {
-		t.Errorf("default listeners %+v, want UDP on 127.0.0.1:5683 (DESIGN.md)", cc.Listeners)
+		t.Errorf("default listeners %+v, want UDP on 127.0.0.1:5683 (docs/coap.md)", cc.Listeners)
 	}
 }
 

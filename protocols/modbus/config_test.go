@@ -19,7 +19,7 @@ func TestRegistered(t *testing.T) {
 	}
 }
 
-// The DESIGN.md example devices, as a config file.
+// The example devices of docs/modbus.md, as a config file.
 const designExample = `
 devices:
   - id: boiler-1

@@ -206,7 +206,7 @@ func (m *topicMap) match(topic string) topicMatch {
 }
 
 // writeTopic is where the gateway publishes a write: devices/{device}/{point}/set,
-// whatever the topic patterns are (DESIGN.md).
+// whatever the topic patterns are (docs/mqtt.md).
 func writeTopic(device, point string) string {
 	return "devices/" + device + "/" + point + "/set"
 }

@@ -1,6 +1,6 @@
 // Package payload decodes the payloads that devices publish over MQTT (and CoAP) into
 // typed readings: a bare number, true or false, a JSON string, bare text, a JSON
-// reading object, or an object of several points at once (see DESIGN.md).
+// reading object, or an object of several points at once (docs/mqtt.md, "Payloads").
 //
 // It is only the codec: it knows nothing of topics, devices or the bridge's hub, and
 // it never guesses. A payload that does not fit one of the forms is refused with an
