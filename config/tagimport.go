@@ -64,9 +64,12 @@ type importDevice struct {
 	points    [][]cell
 	pointLine []int
 	names     map[string]int
-	// bad is set by a problem of its rows: the document then leaves it out, so
-	// that checking the rest still finds every other problem.
-	bad bool
+	// bad is set by a problem of the device, pointBad by one of a point's cells:
+	// the document then leaves it out, so that checking the rest still finds
+	// every other problem. emitted is the line of each point in the document.
+	bad      bool
+	pointBad map[int]bool
+	emitted  []int
 }
 
 type importer struct {
@@ -129,17 +132,20 @@ func ImportTags(r io.Reader, deviceColumn string) ([]byte, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		var pe *csv.ParseError
 		if errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrFieldCount) {
 			im.problem(pe.StartLine, "", "%d cells, the header has %d", len(rec), len(cols))
 			continue
 		}
-		if err != nil {
+		if errors.As(err, &pe) {
 			// A broken quote leaves the reader unsure where rows start: stop.
-			im.add(line, err)
+			im.problem(pe.Line, "", "%v", pe.Err)
 			break
 		}
+		if err != nil {
+			return nil, err
+		}
+		line, _ := cr.FieldPos(0) // where the row starts: a quoted cell may span lines
 		im.row(line, cols, rec)
 	}
 	if len(im.probs) == 0 && len(im.devices) == 0 {
@@ -258,7 +264,7 @@ func (im *importer) row(line int, cols []*column, rec []string) {
 	}
 	d := im.byID[id]
 	if d == nil {
-		d = &importDevice{id: id, line: line, byKey: map[string]cell{}, names: map[string]int{}}
+		d = &importDevice{id: id, line: line, byKey: map[string]cell{}, names: map[string]int{}, pointBad: map[int]bool{}}
 		im.byID[id] = d
 		im.devices = append(im.devices, d)
 	}
@@ -337,30 +343,36 @@ func (im *importer) checkCells() {
 			continue
 		}
 		for _, c := range d.keys {
-			im.checkCell(d, proto, c)
+			if !im.checkCell(d.id, proto, c) {
+				d.bad = true
+			}
 		}
-		for _, p := range d.points {
+		for i, p := range d.points {
 			for _, c := range p {
-				if c.col.kind != colPoint || c.col.name != "name" {
-					im.checkCell(d, proto, c)
+				if (c.col.kind != colPoint || c.col.name != "name") && !im.checkCell(d.id, proto, c) {
+					d.pointBad[i] = true
 				}
 			}
+		}
+		if len(d.pointBad) == len(d.points) {
+			d.bad = true
 		}
 	}
 }
 
-func (im *importer) checkCell(d *importDevice, proto string, c cell) {
+func (im *importer) checkCell(id, proto string, c cell) bool {
 	err := im.probe(proto, c)
 	if err != nil && c.node.Tag != "!!str" {
 		if im.probe(proto, cell{col: c.col, node: &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: c.node.Value}}) == nil {
 			c.node.Tag = "!!str"
-			return
+			return true
 		}
 	}
 	if err != nil {
-		im.problem(c.line, c.col.name, "device %q: %v", d.id, err)
-		d.bad = true
+		im.problem(c.line, c.col.name, "device %q: %v", id, err)
+		return false
 	}
+	return true
 }
 
 // probe decodes a device with the one cell, cached: a tag list repeats its
@@ -448,7 +460,12 @@ func (im *importer) document() *yaml.Node {
 			dev.Content = append(dev.Content, str("labels"), labels)
 		}
 		points := &yaml.Node{Kind: yaml.SequenceNode}
-		for _, p := range d.points {
+		d.emitted = d.emitted[:0]
+		for i, p := range d.points {
+			if d.pointBad[i] {
+				continue
+			}
+			d.emitted = append(d.emitted, d.pointLine[i])
 			pt := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
 			var plabels *yaml.Node
 			for _, c := range p {
@@ -520,12 +537,12 @@ func (im *importer) validate(doc []byte) {
 		rest := msg[m[1]:]
 		if pm := problemPoint.FindStringSubmatch(rest); pm != nil {
 			i, _ := strconv.Atoi(pm[1])
-			if i < len(d.pointLine) {
+			if i < len(d.emitted) {
 				col := pm[3]
 				if col == "" {
 					col = "name"
 				}
-				im.problem(d.pointLine[i], col, "device %q%s", id, rest)
+				im.problem(d.emitted[i], col, "device %q%s", id, rest)
 				continue
 			}
 		}
