@@ -180,6 +180,12 @@ func (x *expansion) checkPoints(where string, points *yaml.Node) bool {
 // base and over are shared, never changed: a profile serves every device.
 func merge(base, over *yaml.Node, drop ...string) *yaml.Node {
 	out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: over.Line, Column: over.Column}
+	if k, v := lookup(over, "id"); k != nil {
+		// A device's id first, where a reader of check --expand looks for it (a
+		// profile has none; a second id stays for the decoder to refuse).
+		out.Content = append(out.Content, k, v)
+		drop = append(drop[:len(drop):len(drop)], "id")
+	}
 	at := map[string]int{} // key: index of its value in out.Content
 	for k := 0; k+1 < len(base.Content); k += 2 {
 		at[base.Content[k].Value] = len(out.Content) + 1
@@ -189,6 +195,9 @@ func merge(base, over *yaml.Node, drop ...string) *yaml.Node {
 	for k := 0; k+1 < len(over.Content); k += 2 {
 		key, val := over.Content[k], over.Content[k+1]
 		if contains(drop, key.Value) {
+			if key.Value == "id" && key != out.Content[0] {
+				out.Content = append(out.Content, key, val)
+			}
 			continue
 		}
 		i, inBase := at[key.Value]
@@ -439,6 +448,9 @@ func encodeYAML(n *yaml.Node) ([]byte, error) {
 	}
 	if err := enc.Close(); err != nil {
 		return nil, err
+	}
+	if b := buf.Bytes(); len(b) > 0 && b[len(b)-1] != '\n' {
+		buf.WriteByte('\n')
 	}
 	return buf.Bytes(), nil
 }
