@@ -259,3 +259,33 @@ devices:
 		t.Errorf("f1 = %+v", devs["f1"])
 	}
 }
+
+// FuzzProfiles: any config either fails with problems or, expanded, gives a
+// config that Parse accepts with the same protocols.
+func FuzzProfiles(f *testing.F) {
+	f.Add(fryers)
+	f.Add("profiles: [{name: a, protocol: mqtt, points: [{name: t}]}]\ndevices: [{id: d, profile: a, points: [{name: u}]}]\n")
+	f.Add("profiles: [{name: a, points: &p [{name: t}]}]\ndevices: [{id: d, profile: a, protocol: mqtt, points: *p}]\n")
+	f.Add("profiles: [{name: a, labels: {x: y}}]\ndevices: [{id: d, profile: a, protocol: mqtt, labels: [1]}]\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		c, err := config.Parse([]byte(in))
+		if err != nil {
+			return
+		}
+		c.FunctionSet.Close()
+		out, err := config.Expand([]byte(in))
+		if err != nil {
+			t.Fatalf("Parse took %q, Expand did not: %v", in, err)
+		}
+		c2, err := config.Parse(out)
+		if err != nil {
+			t.Fatalf("the expansion of %q does not parse: %v\n%s", in, err, out)
+		}
+		c2.FunctionSet.Close()
+		for name, pc := range c.Protocols {
+			if !reflect.DeepEqual(pc, c2.Protocols[name]) {
+				t.Fatalf("%s differs after expansion of %q:\n%s", name, in, out)
+			}
+		}
+	})
+}

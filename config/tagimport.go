@@ -123,6 +123,8 @@ func ImportTags(r io.Reader, deviceColumn string) ([]byte, error) {
 		}
 		return nil, Problems{err}
 	}
+	// A spreadsheet's "CSV UTF-8" starts with a byte order mark.
+	header[0] = strings.TrimPrefix(header[0], "\ufeff")
 	cols := im.readHeader(header, deviceColumn)
 	if len(im.probs) > 0 {
 		return nil, im.probs

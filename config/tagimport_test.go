@@ -35,6 +35,10 @@ func TestImportTags(t *testing.T) {
 	if *f2.UnitID != 2 || f2.Points[0].Register != "holding" || f2.Labels != nil {
 		t.Errorf("fryer-2 = %+v", f2)
 	}
+	// A spreadsheet's byte order mark is not part of the first column's name.
+	if _, err := config.ImportTags(strings.NewReader("\ufeff"+goodTags), ""); err != nil {
+		t.Errorf("with a byte order mark: %v", err)
+	}
 	// Another device column, and an OPC UA list with point labels absent.
 	out, err = config.ImportTags(strings.NewReader("plc,name,node,device.protocol,device.endpoint,unit\nline-1,speed,ns=2;s=Speed,opcua,opc.tcp://127.0.0.1:4840,rpm\n"), "plc")
 	if err != nil {
