@@ -136,6 +136,10 @@ func (x *expansion) readProfiles(list *yaml.Node) map[string]*yaml.Node {
 				bad = true
 			case key.Value == "points":
 				bad = !x.checkPoints(where, val) || bad
+			case key.Value == "labels" && deref(val).Kind != yaml.MappingNode:
+				// Else a device's labels would replace it unseen.
+				x.problem("%s: labels: line %d: must be a mapping", where, key.Line)
+				bad = true
 			}
 			seen[key.Value] = true
 			if key.Value != "name" {

@@ -158,6 +158,8 @@ func TestProfileProblems(t *testing.T) {
 			[]string{`profile "fryer": profile: line 2: profiles do not nest`}},
 		{"profile point without a name", "profiles:\n  - {name: fryer, points: [{address: 1}]}\n" + devs,
 			[]string{`profile "fryer": points[0]: line 2: name is required (points merge by name)`}},
+		{"profile labels not a mapping", "profiles:\n  - {name: fryer, labels: [a]}\n" + devs,
+			[]string{`profile "fryer": labels: line 2: must be a mapping`}},
 		{"profiles not a list", "profiles: {name: fryer}\n", []string{`profiles: line 1: must be a list`}},
 		{"profile value not a name", "profiles:\n" + good + "devices: [{id: d1, profile: [fryer]}]\n",
 			[]string{`device "d1": profile: line 6: must be a profile's name`}},

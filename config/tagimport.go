@@ -112,6 +112,9 @@ func ImportTags(r io.Reader, deviceColumn string) ([]byte, error) {
 	if deviceColumn == "" {
 		deviceColumn = "device"
 	}
+	if deviceColumn == "name" || strings.HasPrefix(deviceColumn, "device.") || strings.HasPrefix(deviceColumn, "labels.") {
+		return nil, Problems{fmt.Errorf("the device column %q is a point's or a device's key", deviceColumn)}
+	}
 	cr := csv.NewReader(r)
 	cr.TrimLeadingSpace = true
 	cr.ReuseRecord = false

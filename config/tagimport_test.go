@@ -127,6 +127,14 @@ func TestImportConflictsAndHeader(t *testing.T) {
 	}
 }
 
+func TestImportDeviceColumnIsNoKey(t *testing.T) {
+	for _, col := range []string{"name", "device.address", "labels.x"} {
+		if _, err := config.ImportTags(strings.NewReader(col+",name\nx,y\n"), col); err == nil || !strings.Contains(err.Error(), "is a point's or a device's key") {
+			t.Errorf("--device-column %s: %v", col, err)
+		}
+	}
+}
+
 // A device that takes a profile is passed through: its protocol and points are
 // the profile's, known where the document joins the config that has it.
 func TestImportWithProfile(t *testing.T) {
