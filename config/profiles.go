@@ -67,6 +67,9 @@ func expandProfiles(profiles, devices *yaml.Node) *expansion {
 				continue
 			}
 			used[pv.Value] = true
+			if p == nil {
+				continue
+			}
 			m := merge(p, d, "profile")
 			if id != "" {
 				x.profileOf[id], x.merged[id] = pv.Value, m
@@ -76,8 +79,8 @@ func expandProfiles(profiles, devices *yaml.Node) *expansion {
 		devices = &out
 	}
 	x.devices = devices
-	for name := range byName {
-		if !used[name] {
+	for name, p := range byName {
+		if p != nil && !used[name] {
 			x.unused = append(x.unused, name)
 		}
 	}
@@ -90,7 +93,7 @@ func (x *expansion) problem(format string, args ...any) {
 }
 
 // readProfiles checks the `profiles:` list and returns each profile's keys
-// without its name, by name.
+// without its name, by name; nil for a profile with problems.
 func (x *expansion) readProfiles(list *yaml.Node) map[string]*yaml.Node {
 	byName := map[string]*yaml.Node{}
 	if list = deref(list); list == nil {
@@ -146,9 +149,10 @@ func (x *expansion) readProfiles(list *yaml.Node) map[string]*yaml.Node {
 				body.Content = append(body.Content, key, val)
 			}
 		}
-		if !bad {
-			byName[name] = body
+		if bad {
+			body = nil // reported: its devices are left out without a word more
 		}
+		byName[name] = body
 	}
 	return byName
 }
@@ -292,8 +296,10 @@ func known(byName map[string]*yaml.Node) string {
 		return " (the config has no profiles)"
 	}
 	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
+	for n, p := range byName {
+		if p != nil {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	if len(names) > 10 {

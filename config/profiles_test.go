@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -186,6 +187,15 @@ func TestProfileProblems(t *testing.T) {
 				t.Errorf("%s: problems lack %q:\n%v", c.name, w, err)
 			}
 		}
+	}
+}
+
+// A device of a profile with problems is left out without a problem of its own.
+func TestBadProfileIsReportedOnce(t *testing.T) {
+	_, err := config.Parse([]byte("profiles:\n  - {name: fryer, id: x, protocol: modbus}\ndevices: [{id: f1, profile: fryer}, {id: f2, profile: fryer}]\n"))
+	var probs config.Problems
+	if !errors.As(err, &probs) || len(probs) != 1 || !strings.Contains(probs[0].Error(), `profile "fryer": id:`) {
+		t.Errorf("problems = %v", err)
 	}
 }
 
