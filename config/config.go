@@ -180,7 +180,7 @@ func ParseContext(ctx context.Context, b []byte) (*Config, error) {
 	if doc.Kind != yaml.MappingNode {
 		return nil, Problems{fmt.Errorf("config: line %d: the top level must be a mapping", doc.Line)}
 	}
-	var devices *yaml.Node
+	var devices, profiles *yaml.Node
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		key, val := doc.Content[i].Value, doc.Content[i+1]
@@ -212,6 +212,8 @@ func ParseContext(ctx context.Context, b []byte) (*Config, error) {
 			err = protocols.DecodeStrict(val, &c.Reporting)
 		case "devices":
 			devices = val
+		case "profiles":
+			profiles = val
 		default:
 			if what, ok := notYet[key]; ok {
 				err = fmt.Errorf("%s are not in this build of edgegate yet", what)
@@ -219,7 +221,7 @@ func ParseContext(ctx context.Context, b []byte) (*Config, error) {
 			}
 			newCfg, ok := protocols.Lookup(key)
 			if !ok {
-				err = fmt.Errorf("line %d: unknown key (known: gateway, grpc, http, journal, uplink, tunnels, functions, reporting, devices, %s)", doc.Content[i].Line, strings.Join(protocols.Names(), ", "))
+				err = fmt.Errorf("line %d: unknown key (known: gateway, grpc, http, journal, uplink, tunnels, functions, reporting, profiles, devices, %s)", doc.Content[i].Line, strings.Join(protocols.Names(), ", "))
 				break
 			}
 			pc := newCfg()
@@ -232,12 +234,15 @@ func ParseContext(ctx context.Context, b []byte) (*Config, error) {
 		}
 	}
 	c.setDefaults()
-	probs = append(probs, c.decodeDevices(ctx, devices)...)
+	x := expandProfiles(profiles, devices) // profiles.go: before any protocol sees a device
+	probs = append(probs, x.probs...)
+	probs = append(probs, c.decodeDevices(ctx, x.devices)...)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	probs = append(probs, c.validate()...)
 	probs = append(probs, c.validateLimits()...)
+	probs = x.nameProfiles(probs)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

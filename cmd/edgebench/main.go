@@ -43,7 +43,7 @@ type options struct {
 }
 
 // sections in the order they run; each protocol's lives in its own file.
-var sections = []string{"throughput", "latency", "memory", "journal", "uplink", "modbus", "opcua", "coap", "tls", "functions", "client", "priority", "durable"}
+var sections = []string{"throughput", "latency", "memory", "journal", "uplink", "modbus", "opcua", "coap", "tls", "functions", "client", "priority", "durable", "profiles"}
 
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("edgebench", flag.ContinueOnError)
@@ -241,6 +241,9 @@ func bench(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	}
 	if o.runs("durable") && ctx.Err() == nil {
 		e.durableSection(ctx)
+	}
+	if o.runs("profiles") && ctx.Err() == nil {
+		e.profilesSection(ctx) // profiles.go
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "edgebench: interrupted; every broker it started is stopped")

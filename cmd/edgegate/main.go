@@ -24,6 +24,8 @@ const usage = `edgegate: a multiprotocol device gateway
 Usage:
   edgegate serve [--config FILE]       run the gateway (without --config: the embedded loopback default)
   edgegate check --config FILE         validate a config; print every problem
+                                       (--expand: print it with its profiles applied)
+  edgegate import FILE.csv             turn a tag list, one point a row, into a devices: document
   edgegate tail [flags]                print the live stream, one JSON object a line
   edgegate read [DEVICE POINT]...      print the latest values (all points without arguments)
   edgegate write DEVICE POINT VALUE    write a value to a device's point
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stderr)
 	case "check":
 		err = check(ctx, args[1:], stdout)
+	case "import":
+		err = importTags(args[1:], stdout)
 	case "tail":
 		err = tail(ctx, args[1:], stdout)
 	case "read":
@@ -145,6 +149,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 func check(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	cfgFile := fs.String("config", "", "config file to check")
+	expand := fs.Bool("expand", false, "print the config with its profiles applied instead (docs/profiles.md)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -159,8 +164,11 @@ func check(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return err
 	}
+	if *expand {
+		return printExpanded(*cfgFile, stdout)
+	}
 	fmt.Fprintf(stdout, "%s: ok (gateway %q, protocols %v)\n", *cfgFile, cfg.Gateway.ID, keys(cfg))
-	return nil
+	return warnUnusedProfiles(*cfgFile, stdout)
 }
 
 func keys(cfg *config.Config) []string {
