@@ -12,8 +12,10 @@ import (
 
 // Journal is the `journal:` section: the durable log under gateway.data_dir.
 type Journal struct {
-	// Sync is "batch" (default: group commit every sync_interval), "always" (fsync as
-	// soon as the previous one ends) or "none" (memory only: no durable log).
+	// Sync is "batch" (default) or "always": both commit as soon as the previous
+	// fsync ends, with everything that arrived meanwhile (group commit without a
+	// floor); "none" is memory only, no durable log. SyncInterval is accepted for
+	// old configs and unused (docs/durability.md).
 	Sync         string        `yaml:"sync"`
 	SyncInterval time.Duration `yaml:"sync_interval"`
 	// SegmentSize is the size of one file; MaxSize bounds the whole log (oldest

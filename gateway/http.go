@@ -22,6 +22,14 @@ func (g *Gateway) httpServer() (*http.Server, error) {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
+		// A gateway whose durable log cannot write acknowledges nothing a device
+		// sends: it is not ready until a write succeeds again. The reason (a path,
+		// an errno) goes to the log and edgegate_journal_unavailable, not to an
+		// unauthenticated probe.
+		if g.journal != nil && g.journal.Err() != nil {
+			http.Error(w, "not ready: durable log unavailable", http.StatusServiceUnavailable)
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{

@@ -1,0 +1,89 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgegate/edgegate/internal/gatewaytest"
+	"github.com/edgegate/edgegate/protocols"
+)
+
+// A gateway whose durable log cannot write (a real full disk: a tmpfs filled by
+// another file) is not ready, and is ready again once a write succeeds after space
+// is freed. Needs the right to mount (root in CI).
+func TestReadyzFollowsTheDurableLog(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"); err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (needs root or CAP_SYS_ADMIN): %v", err)
+	}
+	// Registered before the gateway's cleanup, so it runs after the gateway stops.
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmounting %s: %v", dir, err)
+		}
+	})
+	r := gatewaytest.StartYAML(t, `
+gateway: {id: test-gw, data_dir: `+filepath.Join(dir, "data")+`}
+grpc: {listen: 127.0.0.1:0}
+http: {listen: 127.0.0.1:0}
+mqtt:
+  listeners: [{type: tcp, address: 127.0.0.1:0}]
+  allow_anonymous: true
+`)
+	httpAddr := "http://" + r.Gateway.HTTPAddr().String()
+	mqttAddr := r.Gateway.Adapter("mqtt").(protocols.Listening).Addrs()[0].String()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if code, body := get(t, httpAddr+"/readyz"); code != 200 {
+		t.Fatalf("/readyz on a healthy log = %d %q", code, body)
+	}
+
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(block); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	f.Close()
+
+	// QoS 0 readings never wait for the disk, so the device is not held up while
+	// the log fills; the first write the disk refuses makes the log unavailable.
+	dev := mqttClient(t, mqttAddr, "sensor-1")
+	payload := `"` + strings.Repeat("x", 4000) + `"`
+	waitFor(t, ctx, "/readyz 503 on a full disk", func() bool {
+		for range 16 {
+			dev.Publish("devices/sensor-1/blob", 0, false, payload)
+		}
+		code, body := get(t, httpAddr+"/readyz")
+		if code == 503 && !strings.Contains(body, "durable log unavailable") {
+			t.Fatalf("/readyz 503 says %q, not why", body)
+		}
+		return code == 503
+	})
+	_, metrics := get(t, httpAddr+"/metrics")
+	if !strings.Contains(metrics, "edgegate_journal_unavailable 1") {
+		t.Errorf("/metrics lacks edgegate_journal_unavailable 1 while /readyz is 503")
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "/readyz 200 once space is freed", func() bool {
+		code, _ := get(t, httpAddr+"/readyz")
+		return code == 200
+	})
+}
