@@ -2,14 +2,13 @@ package gateway_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/edgegate/edgegate/internal/fulldisk"
 	"github.com/edgegate/edgegate/internal/gatewaytest"
 	"github.com/edgegate/edgegate/protocols"
 )
@@ -18,16 +17,7 @@ import (
 // another file) is not ready, and is ready again once a write succeeds after space
 // is freed. Needs the right to mount (root in CI).
 func TestReadyzFollowsTheDurableLog(t *testing.T) {
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"); err != nil {
-		t.Skipf("cannot mount a tmpfs to fill (needs root or CAP_SYS_ADMIN): %v", err)
-	}
-	// Registered before the gateway's cleanup, so it runs after the gateway stops.
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmounting %s: %v", dir, err)
-		}
-	})
+	dir := fulldisk.Mount(t, "4m") // unmounted after the gateway stops
 	r := gatewaytest.StartYAML(t, `
 gateway: {id: test-gw, data_dir: `+filepath.Join(dir, "data")+`}
 grpc: {listen: 127.0.0.1:0}
@@ -44,21 +34,7 @@ mqtt:
 		t.Fatalf("/readyz on a healthy log = %d %q", code, body)
 	}
 
-	filler := filepath.Join(dir, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(block); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	f.Close()
+	filler := fulldisk.Fill(t, dir)
 
 	// QoS 0 readings never wait for the disk, so the device is not held up while
 	// the log fills; the first write the disk refuses makes the log unavailable.

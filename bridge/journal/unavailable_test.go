@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/fulldisk"
 )
 
 // faultyFile fails writes (after writing half, as a full disk does) or fsyncs
@@ -216,15 +217,7 @@ func TestFailedWriteMakesTheJournalUnavailableUntilItRecovers(t *testing.T) {
 
 // A real full disk: a 2 MiB tmpfs, filled. Needs the right to mount (root in CI).
 func TestFullDiskMakesTheJournalUnavailableUntilSpaceIsFreed(t *testing.T) {
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=2m"); err != nil {
-		t.Skipf("cannot mount a tmpfs to fill (needs root or CAP_SYS_ADMIN): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmounting %s: %v", dir, err)
-		}
-	})
+	dir := fulldisk.Mount(t, "2m")
 	jdir := filepath.Join(dir, "journal")
 	j := open(t, jdir, Options{Sync: SyncBatch})
 	closed := false
@@ -235,21 +228,7 @@ func TestFullDiskMakesTheJournalUnavailableUntilSpaceIsFreed(t *testing.T) {
 	}()
 	appendN(t, j, 1, 100)
 
-	filler := filepath.Join(dir, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(block); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	f.Close()
+	filler := fulldisk.Fill(t, dir)
 
 	// The segment's last page may take a few records; then the disk refuses.
 	next, acked := uint64(101), uint64(100)
