@@ -25,11 +25,12 @@ var (
 	jCorrupt      = prometheus.NewDesc("edgegate_journal_corrupt_records_total", "Bad ranges of the durable log (one record or more each) skipped at start.", nil, nil)
 	jCorruptBytes = prometheus.NewDesc("edgegate_journal_corrupt_bytes_total", "Bytes of the bad ranges skipped at start.", nil, nil)
 	jReserveWaits = prometheus.NewDesc("edgegate_journal_reserve_waits_total", "Appends that waited for the sequence reservation to reach the disk.", nil, nil)
+	jSyncs        = prometheus.NewDesc("edgegate_journal_syncs_total", "Group commits of the durable log (fsyncs of a segment) since start; messages per sync is their batch size.", nil, nil)
 )
 
 func (c journalCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{jBytes, jSegments, jFirst, jLast, jDurable, jOldest, jDropped, jLag,
-		jUnavailable, jWriteErrors, jCorrupt, jCorruptBytes, jReserveWaits} {
+		jUnavailable, jWriteErrors, jCorrupt, jCorruptBytes, jReserveWaits, jSyncs} {
 		ch <- d
 	}
 }
@@ -56,6 +57,7 @@ func (c journalCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(jCorrupt, prometheus.CounterValue, float64(st.CorruptRecords))
 	ch <- prometheus.MustNewConstMetric(jCorruptBytes, prometheus.CounterValue, float64(st.CorruptBytes))
 	ch <- prometheus.MustNewConstMetric(jReserveWaits, prometheus.CounterValue, float64(st.ReserveWaits))
+	ch <- prometheus.MustNewConstMetric(jSyncs, prometheus.CounterValue, float64(st.Syncs))
 	for name, pos := range c.j.Consumers() {
 		lag := 0.0
 		if st.Last > pos {

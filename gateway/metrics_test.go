@@ -27,7 +27,7 @@ func TestJournalMetrics(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"edgegate_journal_unavailable", "edgegate_journal_write_errors_total",
-		"edgegate_journal_corrupt_records_total", "edgegate_journal_corrupt_bytes_total", "edgegate_journal_reserve_waits_total"} {
+		"edgegate_journal_corrupt_records_total", "edgegate_journal_corrupt_bytes_total", "edgegate_journal_reserve_waits_total", "edgegate_journal_syncs_total"} {
 		if v, ok := got[name]; !ok || v != 0 {
 			t.Errorf("%s = %v (present %v), want 0 on a healthy journal", name, v, ok)
 		}
