@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgegate/edgegate/internal/fulldisk"
 	"github.com/edgegate/edgegate/internal/gatewaytest"
 	"github.com/edgegate/edgegate/protocols"
@@ -38,7 +39,15 @@ mqtt:
 
 	// QoS 0 readings never wait for the disk, so the device is not held up while
 	// the log fills; the first write the disk refuses makes the log unavailable.
-	dev := mqttClient(t, mqttAddr, "sensor-1")
+	// The gateway closes a connection whose publish the log could not take; paho
+	// may not have noticed yet when the next Publish waits for room to send, so a
+	// short write timeout keeps the loop from waiting paho's default 30 s there.
+	dev := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("sensor-1").
+		SetAutoReconnect(false).SetWriteTimeout(100 * time.Millisecond))
+	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("mqtt connect: %v", tok.Error())
+	}
+	defer dev.Disconnect(100)
 	payload := `"` + strings.Repeat("x", 4000) + `"`
 	waitFor(t, ctx, "/readyz 503 on a full disk", func() bool {
 		for range 16 {
