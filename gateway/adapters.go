@@ -38,6 +38,7 @@ type adapterSet struct {
 	mu       sync.Mutex
 	list     []*adapter          // sorted by name
 	draining []*adapter          // taken out, cancelled, Run not returned yet
+	closed   bool                // stopAll began: nothing starts any more
 	ctx      context.Context     // parent of every adapter's context; nil until run
 	fail     func(string, error) // reports an adapter that ended by itself
 }
@@ -142,10 +143,17 @@ func (s *adapterSet) all() []*adapter {
 	return append([]*adapter(nil), s.list...)
 }
 
-// start runs an adapter that is in the set.
-func (s *adapterSet) start(a *adapter) {
+// errStopping refuses to start an adapter once the gateway is stopping.
+var errStopping = errors.New("the gateway is stopping")
+
+// start runs an adapter that is in the set; it refuses once stopAll began, so that
+// no adapter starts behind shutdown's back.
+func (s *adapterSet) start(a *adapter) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return errStopping
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	a.cancel, a.done = cancel, make(chan struct{})
 	s.g.route(a.protocol, a)
@@ -174,6 +182,7 @@ func (s *adapterSet) start(a *adapter) {
 			s.fail(a.name, err)
 		}
 	}()
+	return nil
 }
 
 // stop ends an adapter and waits for it, up to timeout. It reports whether it ended.
@@ -235,9 +244,10 @@ func (s *adapterSet) drained(name string, timeout time.Duration) bool {
 }
 
 // stopAll stops every adapter at once, draining ones included, and waits for all of
-// them, up to timeout.
+// them, up to timeout. Nothing starts after it began.
 func (s *adapterSet) stopAll(timeout time.Duration) bool {
 	s.mu.Lock()
+	s.closed = true
 	var cancels []context.CancelFunc
 	var dones []chan struct{}
 	for _, a := range append(append([]*adapter(nil), s.list...), s.draining...) {

@@ -235,8 +235,9 @@ func (g *Gateway) applyProtocol(ctx context.Context, n string, from, to *config.
 		if err != nil {
 			return nil, err
 		}
-		g.adapters.add(a)
-		g.adapters.start(a)
+		if err := g.launch(a); err != nil {
+			return nil, err
+		}
 		return started, nil
 	case old != nil && !wanted:
 		// One that does not stop in time is not replaced: it stays owned,
@@ -264,11 +265,24 @@ func (g *Gateway) applyProtocol(ctx context.Context, n string, from, to *config.
 		if err != nil {
 			return nil, fmt.Errorf("%s stopped and could not start again: %w", n, err)
 		}
-		g.adapters.add(a)
-		g.adapters.start(a)
+		if err := g.launch(a); err != nil {
+			return nil, fmt.Errorf("%s stopped and could not start again: %w", n, err)
+		}
 		return restarted, nil
 	}
 	return nil, nil
+}
+
+// launch adds a built adapter to the set and starts it; it fails only when the
+// gateway is stopping.
+func (g *Gateway) launch(a *adapter) error {
+	g.adapters.add(a)
+	if err := g.adapters.start(a); err != nil {
+		g.adapters.retire(a) // never started: just taken out
+		a.metrics.unregisterAll()
+		return fmt.Errorf("%s: %w", a.name, err)
+	}
+	return nil
 }
 
 // stopAdapter stops an adapter, waiting up to timeout, and takes it out. One that

@@ -225,3 +225,22 @@ func TestReloadKeepsAnAdapterThatHasNotStoppedOwned(t *testing.T) {
 		t.Fatalf("%d drainer adapters still run after the gateway stopped", n)
 	}
 }
+
+// A reload that comes after the gateway began to stop starts no adapter: nothing
+// would stop it.
+func TestReloadStartsNoAdapterOnceStopping(t *testing.T) {
+	drainerReset(nil)
+	r := gatewaytest.StartYAML(t, drainerBase)
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := r.Reload(ctx, gatewaytest.Parse(t, drainerYAML("a")))
+	if err == nil || !strings.Contains(err.Error(), "drainer: the gateway is stopping") {
+		t.Errorf("reload after the stop = %v, %v; want it failed", res, err)
+	}
+	if r.Adapter("drainer") != nil || drainer.runs.Load() != 0 {
+		t.Errorf("an adapter was started after the gateway stopped (%d runs)", drainer.runs.Load())
+	}
+}
