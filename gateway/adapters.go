@@ -22,17 +22,25 @@ type adapter struct {
 	cancel   context.CancelFunc
 	done     chan struct{} // closed when Run returned
 	stopping bool          // set before cancel: its end is expected
+	ended    bool          // Run returned (set before done is closed)
 }
 
 // adapterSet starts, stops and swaps adapters. Each runs with a context of its own,
 // so that a reload can stop one without touching the others, and all stop before the
 // hub closes.
+//
+// Every adapter started stays owned until its Run returns: one that a reload took
+// out but that did not stop in time is draining, no longer a protocol's adapter but
+// still waited for at shutdown, and its protocol starts no other adapter until it
+// has returned (two would bind the same ports and publish together).
 type adapterSet struct {
-	g    *Gateway
-	mu   sync.Mutex
-	list []*adapter          // sorted by name
-	ctx  context.Context     // parent of every adapter's context; nil until run
-	fail func(string, error) // reports an adapter that ended by itself
+	g        *Gateway
+	mu       sync.Mutex
+	list     []*adapter          // sorted by name
+	draining []*adapter          // taken out, cancelled, Run not returned yet
+	closed   bool                // stopAll began: nothing starts any more
+	ctx      context.Context     // parent of every adapter's context; nil until run
+	fail     func(string, error) // reports an adapter that ended by itself
 }
 
 // build makes an adapter from its config, without running it.
@@ -118,17 +126,6 @@ func (s *adapterSet) add(a *adapter) {
 	}
 }
 
-func (s *adapterSet) remove(a *adapter) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, o := range s.list {
-		if o == a {
-			s.list = append(s.list[:i], s.list[i+1:]...)
-			return
-		}
-	}
-}
-
 func (s *adapterSet) get(name string) *adapter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -146,8 +143,17 @@ func (s *adapterSet) all() []*adapter {
 	return append([]*adapter(nil), s.list...)
 }
 
-// start runs an adapter that is in the set.
-func (s *adapterSet) start(a *adapter) {
+// errStopping refuses to start an adapter once the gateway is stopping.
+var errStopping = errors.New("the gateway is stopping")
+
+// start runs an adapter that is in the set; it refuses once stopAll began, so that
+// no adapter starts behind shutdown's back.
+func (s *adapterSet) start(a *adapter) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errStopping
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	a.cancel, a.done = cancel, make(chan struct{})
 	s.g.route(a.protocol, a)
@@ -156,7 +162,19 @@ func (s *adapterSet) start(a *adapter) {
 		err := a.impl.Run(ctx, s.g.sink(a.protocol))
 		s.mu.Lock()
 		expected := a.stopping
+		a.ended = true
+		drained := false
+		for i, o := range s.draining {
+			if o == a {
+				s.draining = append(s.draining[:i], s.draining[i+1:]...)
+				drained = true
+				break
+			}
+		}
 		s.mu.Unlock()
+		if drained {
+			s.g.log.Warn("adapter stopped at last, after a reload gave up waiting for it; a reload can start its protocol again", "protocol", a.name)
+		}
 		if !expected {
 			if err == nil {
 				err = errors.New("stopped unexpectedly")
@@ -164,46 +182,90 @@ func (s *adapterSet) start(a *adapter) {
 			s.fail(a.name, err)
 		}
 	}()
+	return nil
 }
 
 // stop ends an adapter and waits for it, up to timeout. It reports whether it ended.
 func (s *adapterSet) stop(a *adapter, timeout time.Duration) bool {
 	s.mu.Lock()
 	a.stopping = true
+	cancel, done := a.cancel, a.done
 	s.mu.Unlock()
-	if a.cancel == nil {
+	if cancel == nil {
 		return true // never started
 	}
-	a.cancel()
+	cancel()
 	select {
-	case <-a.done:
+	case <-done:
 		return true
 	case <-time.After(timeout):
 		return false
 	}
 }
 
-// stopAll stops every adapter at once and waits for all of them, up to timeout.
-func (s *adapterSet) stopAll(timeout time.Duration) bool {
-	list := s.all()
+// retire takes a stopped (or stopping) adapter out of the set. One whose Run has not
+// returned stays owned, draining, until it does; retire reports whether it did.
+func (s *adapterSet) retire(a *adapter) (draining bool) {
 	s.mu.Lock()
-	for _, a := range list {
-		a.stopping = true
+	defer s.mu.Unlock()
+	for i, o := range s.list {
+		if o == a {
+			s.list = append(s.list[:i], s.list[i+1:]...)
+			break
+		}
+	}
+	if a.cancel == nil || a.ended {
+		return false
+	}
+	s.draining = append(s.draining, a)
+	return true
+}
+
+// drained waits, up to timeout, for the draining adapters of protocol name to
+// return. It reports whether none is left.
+func (s *adapterSet) drained(name string, timeout time.Duration) bool {
+	s.mu.Lock()
+	var wait []chan struct{}
+	for _, a := range s.draining {
+		if a.name == name {
+			wait = append(wait, a.done)
+		}
 	}
 	s.mu.Unlock()
 	deadline := time.After(timeout)
-	for _, a := range list {
-		if a.cancel == nil {
-			continue
-		}
-		a.cancel()
-	}
-	for _, a := range list {
-		if a.done == nil {
-			continue
-		}
+	for _, done := range wait {
 		select {
-		case <-a.done:
+		case <-done:
+		case <-deadline:
+			return false
+		}
+	}
+	return true
+}
+
+// stopAll stops every adapter at once, draining ones included, and waits for all of
+// them, up to timeout. Nothing starts after it began.
+func (s *adapterSet) stopAll(timeout time.Duration) bool {
+	s.mu.Lock()
+	s.closed = true
+	var cancels []context.CancelFunc
+	var dones []chan struct{}
+	for _, a := range append(append([]*adapter(nil), s.list...), s.draining...) {
+		a.stopping = true
+		if a.cancel == nil {
+			continue // never started
+		}
+		cancels = append(cancels, a.cancel)
+		dones = append(dones, a.done)
+	}
+	s.mu.Unlock()
+	deadline := time.After(timeout)
+	for _, cancel := range cancels {
+		cancel()
+	}
+	for _, done := range dones {
+		select {
+		case <-done:
 		case <-deadline:
 			return false
 		}

@@ -300,7 +300,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.adapters.ctx = context.WithoutCancel(ctx)
 	g.adapters.fail = fail
 	for _, a := range g.adapters.all() {
-		g.adapters.start(a)
+		if err := g.adapters.start(a); err != nil {
+			fail(a.name, err)
+		}
 	}
 	// The fleet uplink after the hub and the adapters, and stopped before them.
 	stopUplink := g.startUplink(fail)

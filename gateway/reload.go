@@ -52,13 +52,13 @@ type reloadMetrics struct {
 func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 	m := &reloadMetrics{
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgegate_config_reloads_total", Help: "Config reloads, by result: ok, invalid (the file), refused (the running gateway cannot take it whole), failed (applying failed and was undone).",
+			Name: "edgegate_config_reloads_total", Help: "Config reloads, by result: ok, invalid (the file), refused (the running gateway cannot take it whole), failed (applying failed and was undone, or an adapter did not stop in time to be replaced).",
 		}, []string{"result"}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edgegate_config_last_reload_success_timestamp_seconds", Help: "When a config was last applied.",
 		}),
 		needsRestart: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "edgegate_config_restart_needed", Help: "1 when the config file has changes that only a restart applies.",
+			Name: "edgegate_config_restart_needed", Help: "1 when the config file has changes that only a restart applies, or a reload failed because an adapter did not stop in time (its protocol is down until a later reload or a restart).",
 		}),
 	}
 	reg.MustRegister(m.reloads, m.lastSuccess, m.needsRestart)
@@ -68,6 +68,13 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 // ErrReloadRefused says a reload was refused before anything changed: the running
 // gateway could not take the config whole.
 var ErrReloadRefused = errors.New("reload refused")
+
+// ErrAdapterNotStopped says a reload failed because a protocol's adapter, told to
+// stop so that its replacement could start, had not stopped within the shutdown
+// timeout. It still runs, cancelled and owned (shutdown waits for it), and nothing
+// replaces it until it has stopped: that protocol runs no adapter until then, and a
+// later reload starts it, or a restart does.
+var ErrAdapterNotStopped = errors.New("the adapter did not stop in time")
 
 // Reload applies a new, validated config as a difference: protocols added start,
 // protocols removed stop, a protocol whose section or devices changed is
@@ -83,6 +90,12 @@ var ErrReloadRefused = errors.New("reload refused")
 // undone, protocol by protocol. Either way the running config stays, and the
 // result is empty. Only when undoing fails too is the gateway left in between,
 // which the error says.
+//
+// An adapter that must stop for its replacement to start and does not stop within
+// gateway.shutdown_timeout fails the reload (ErrAdapterNotStopped), and the other
+// protocols are undone; it is not replaced while it runs, so that two adapters of a
+// protocol never run together. Its protocol runs no adapter until it stops, then a
+// later reload starts one.
 func (g *Gateway) Reload(ctx context.Context, next *config.Config) (ReloadResult, error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
@@ -130,6 +143,13 @@ func (g *Gateway) Reload(ctx context.Context, next *config.Config) (ReloadResult
 	sort.Strings(sorted)
 	var touched []string // protocols this reload changed (or began to), to undo
 	fail := func(err error) (ReloadResult, error) {
+		suffix := "(undone: the running config stays)"
+		if errors.Is(err, ErrAdapterNotStopped) {
+			// The config in force stays, but its protocol is down until a reload
+			// or a restart: only that applies it.
+			g.reloadMetrics.needsRestart.Set(1)
+			suffix = "(the other protocols undone)"
+		}
 		var undo []error
 		for i := len(touched) - 1; i >= 0; i-- {
 			if _, err := g.applyProtocol(ctx, touched[i], next, cur); err != nil {
@@ -141,11 +161,13 @@ func (g *Gateway) Reload(ctx context.Context, next *config.Config) (ReloadResult
 		if len(undo) > 0 {
 			return ReloadResult{}, fmt.Errorf("%w; undoing it failed too, the gateway runs part of each config: %w", err, errors.Join(undo...))
 		}
-		return ReloadResult{}, fmt.Errorf("%w (undone: the running config stays)", err)
+		return ReloadResult{}, fmt.Errorf("%w %s", err, suffix)
 	}
 	for _, n := range sorted {
 		did, err := g.applyProtocol(ctx, n, cur, next)
-		if did != nil || err != nil {
+		// A protocol whose old adapter did not stop has nothing to undo: it cannot
+		// be restarted while that one runs.
+		if did != nil || (err != nil && !errors.Is(err, ErrAdapterNotStopped)) {
 			touched = append(touched, n)
 		}
 		if err != nil {
@@ -203,14 +225,23 @@ func (g *Gateway) applyProtocol(ctx context.Context, n string, from, to *config.
 	pc, wanted := to.Protocols[n]
 	switch {
 	case old == nil && wanted:
+		// One that an earlier reload stopped may still be running: it is waited
+		// for as long as a stop is.
+		if !g.adapters.drained(n, timeout) {
+			g.log.Error("protocol not started: its previous adapter, which a reload stopped, still runs", "protocol", n, "timeout", timeout)
+			return nil, fmt.Errorf("%s: %w: the one a reload stopped before still runs after another %s; %s starts at a reload once it has stopped, or at a restart", n, ErrAdapterNotStopped, timeout, n)
+		}
 		a, err := g.build(n, pc)
 		if err != nil {
 			return nil, err
 		}
-		g.adapters.add(a)
-		g.adapters.start(a)
+		if err := g.launch(a); err != nil {
+			return nil, err
+		}
 		return started, nil
 	case old != nil && !wanted:
+		// One that does not stop in time is not replaced: it stays owned,
+		// draining, and the removal stands.
 		g.stopAdapter(old, timeout)
 		return stopped, nil
 	case old != nil && from.ProtocolSource(n) != to.ProtocolSource(n):
@@ -225,28 +256,49 @@ func (g *Gateway) applyProtocol(ctx context.Context, n string, from, to *config.
 			}
 		}
 		// The old one stops first: the new one binds the same ports and
-		// registers the same metrics.
-		g.stopAdapter(old, timeout)
+		// registers the same metrics. One that does not stop in time is not
+		// replaced.
+		if err := g.stopAdapter(old, timeout); err != nil {
+			return nil, err
+		}
 		a, err := g.build(n, pc)
 		if err != nil {
 			return nil, fmt.Errorf("%s stopped and could not start again: %w", n, err)
 		}
-		g.adapters.add(a)
-		g.adapters.start(a)
+		if err := g.launch(a); err != nil {
+			return nil, fmt.Errorf("%s stopped and could not start again: %w", n, err)
+		}
 		return restarted, nil
 	}
 	return nil, nil
 }
 
-// stopAdapter stops an adapter and takes it out. One that does not stop within
-// timeout is logged and taken out all the same: its successor must be able to run.
-func (g *Gateway) stopAdapter(a *adapter, timeout time.Duration) {
-	if !g.adapters.stop(a, timeout) {
-		g.log.Error("adapter did not stop within the shutdown timeout", "protocol", a.name, "timeout", timeout)
+// launch adds a built adapter to the set and starts it; it fails only when the
+// gateway is stopping.
+func (g *Gateway) launch(a *adapter) error {
+	g.adapters.add(a)
+	if err := g.adapters.start(a); err != nil {
+		g.adapters.retire(a) // never started: just taken out
+		a.metrics.unregisterAll()
+		return fmt.Errorf("%s: %w", a.name, err)
 	}
-	g.adapters.remove(a)
+	return nil
+}
+
+// stopAdapter stops an adapter, waiting up to timeout, and takes it out. One that
+// has not stopped by then is logged and stays owned, draining, until it does
+// (shutdown waits for it); the error, ErrAdapterNotStopped, says that its
+// successor must not start.
+func (g *Gateway) stopAdapter(a *adapter, timeout time.Duration) error {
+	g.adapters.stop(a, timeout)
+	draining := g.adapters.retire(a)
 	g.route(a.protocol, nil)
 	a.metrics.unregisterAll()
+	if draining {
+		g.log.Error("adapter did not stop within the shutdown timeout; it stays owned until it stops, and nothing replaces it before", "protocol", a.name, "timeout", timeout)
+		return fmt.Errorf("%s: %w: it still runs %s after it was told to stop, and was not replaced; %s runs no adapter until it stops and a later reload starts one, or a restart", a.name, ErrAdapterNotStopped, timeout, a.name)
+	}
+	return nil
 }
 
 // fits refuses a config that the running hub's device registry could not take
