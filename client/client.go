@@ -9,7 +9,7 @@ import (
 	"time"
 
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
-	etls "github.com/edgegate/edgegate/tls"
+	"github.com/edgegate/edgegate/tls/tlsbase"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
@@ -68,7 +68,7 @@ func WithTLSFiles(caFile, certFile, keyFile string) Option {
 	return func(o *options) error {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if caFile != "" {
-			pool, err := etls.LoadPool(caFile)
+			pool, err := tlsbase.LoadPool(caFile)
 			if err != nil {
 				return fmt.Errorf("client: cacert: %w", err)
 			}
@@ -156,7 +156,7 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		}
 	}
 	target := addr
-	local := etls.IsLocal(addr)
+	local := tlsbase.IsLocal(addr)
 	switch {
 	case strings.HasPrefix(addr, "unix:"):
 		// grpc-go resolves unix:///path and unix:path itself.

@@ -13,6 +13,7 @@ import (
 	"cel.dev/cel-go/ext"
 	"cel.dev/cel-go/interpreter"
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/bridge/pbconv"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 )
 
@@ -334,7 +335,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return a.m.Labels, true
 	case varMsg:
 		if a.msg == nil {
-			a.msg = toProto(a.m)
+			a.msg = pbconv.ToProto(a.m)
 		}
 		return a.msg, true
 	}

@@ -8,11 +8,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/edgegate/edgegate/bridge"
-	"github.com/edgegate/edgegate/grpcapi"
+	"github.com/edgegate/edgegate/bridge/pbconv"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // The WebAssembly ABI's wire forms (docs/functions.md; examples/functions/abi.proto):
@@ -31,31 +30,8 @@ const (
 	fieldError    = 4
 )
 
-// toProto is the wire form of a message as functions see it: before the hub, so
-// without sequence and gateway time.
-func toProto(m *bridge.Message) *pb.Message {
-	out := &pb.Message{
-		Sequence: m.Sequence,
-		Device:   m.Device,
-		Point:    m.Point,
-		Protocol: pb.Protocol(m.Protocol),
-		Value:    grpcapi.ValueToProto(m.Value),
-		Quality:  pb.Quality(m.Quality),
-		Unit:     m.Unit,
-		Labels:   m.Labels,
-		Priority: pb.Priority(m.Priority),
-	}
-	if !m.SourceTime.IsZero() {
-		out.SourceTime = timestamppb.New(m.SourceTime)
-	}
-	if !m.GatewayTime.IsZero() {
-		out.GatewayTime = timestamppb.New(m.GatewayTime)
-	}
-	return out
-}
-
 // encodeBatch appends the Batch of msgs to b. It writes the wire format directly
-// (what proto.Marshal of toProto(m) writes, without its reflection and
+// (what proto.Marshal of pbconv.ToProto(m) writes, without its reflection and
 // allocations: this is the hot path of every WebAssembly function).
 func encodeBatch(b []byte, msgs []*bridge.Message) []byte {
 	for _, m := range msgs {
@@ -361,7 +337,7 @@ func messageFromWire(b []byte) (*bridge.Message, error) {
 	if err := checkNames(p.Device, p.Point); err != nil {
 		return nil, err
 	}
-	v, err := grpcapi.ValueFromProto(p.Value)
+	v, err := pbconv.ValueFromProto(p.Value)
 	if err != nil {
 		return nil, fmt.Errorf("device %q point %q: %w", p.Device, p.Point, err)
 	}
@@ -400,7 +376,7 @@ func writeFromWire(b []byte) (write, error) {
 	if err := checkNames(p.Device, p.Point); err != nil {
 		return write{}, err
 	}
-	v, err := grpcapi.ValueFromProto(p.Value)
+	v, err := pbconv.ValueFromProto(p.Value)
 	if err != nil {
 		return write{}, fmt.Errorf("device %q point %q: %w", p.Device, p.Point, err)
 	}

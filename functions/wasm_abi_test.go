@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/bridge/pbconv"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -132,10 +133,10 @@ func TestEncodeBatch(t *testing.T) {
 		if err := proto.Unmarshal(v, &got); err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
-		if want := toProto(m); !proto.Equal(&got, want) {
+		if want := pbconv.ToProto(m); !proto.Equal(&got, want) {
 			t.Errorf("message %d:\n got %v\nwant %v", i, &got, want)
 		}
-		if want, _ := proto.Marshal(toProto(m)); len(v) != len(want) {
+		if want, _ := proto.Marshal(pbconv.ToProto(m)); len(v) != len(want) {
 			t.Errorf("message %d: %d bytes; protobuf writes %d", i, len(v), len(want))
 		}
 	}

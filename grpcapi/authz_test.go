@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/bridge/pbconv"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	etls "github.com/edgegate/edgegate/tls"
 	"github.com/prometheus/client_golang/prometheus"
@@ -175,10 +176,10 @@ func TestAuthzRestricted(t *testing.T) {
 		t.Fatalf("narrow subscription: %v %v", m, err)
 	}
 
-	if _, err := display.Write(ctx, &pb.WriteRequest{Device: "fryer-1", Point: "setpoint", Value: ValueToProto(bridge.Double(175))}); err != nil {
+	if _, err := display.Write(ctx, &pb.WriteRequest{Device: "fryer-1", Point: "setpoint", Value: pbconv.ValueToProto(bridge.Double(175))}); err != nil {
 		t.Errorf("write to a granted device: %v", err)
 	}
-	_, err = display.Write(ctx, &pb.WriteRequest{Device: "boiler-1", Point: "setpoint", Value: ValueToProto(bridge.Double(90))})
+	_, err = display.Write(ctx, &pb.WriteRequest{Device: "boiler-1", Point: "setpoint", Value: pbconv.ValueToProto(bridge.Double(90))})
 	wantCode(t, "write outside the grant", err, codes.PermissionDenied)
 	f.writer.mu.Lock()
 	writes := append([]string(nil), f.writer.writes...)
@@ -214,7 +215,7 @@ func TestAuthzRestricted(t *testing.T) {
 	if devs, err := reader.ListDevices(ctx, &pb.ListDevicesRequest{}); err != nil || len(devs.GetDevices()) != 3 {
 		t.Errorf("reader ListDevices: %v %v", devs, err)
 	}
-	_, err = reader.Write(ctx, &pb.WriteRequest{Device: "fryer-1", Point: "setpoint", Value: ValueToProto(bridge.Double(1))})
+	_, err = reader.Write(ctx, &pb.WriteRequest{Device: "fryer-1", Point: "setpoint", Value: pbconv.ValueToProto(bridge.Double(1))})
 	wantCode(t, "reader write", err, codes.PermissionDenied)
 
 	// A good certificate for an identity not in the list: nothing.
@@ -276,7 +277,7 @@ func TestAuthzMTLSWithoutRules(t *testing.T) {
 	ctx := testCtx(t)
 	publish(t, f.hub.Ingest(bridge.ProtocolMQTT), "boiler-1", "temperature", bridge.Double(70), nil)
 	c := pb.NewGatewayClient(f.client(t, "anyone", nil))
-	if _, err := c.Write(ctx, &pb.WriteRequest{Device: "boiler-1", Point: "setpoint", Value: ValueToProto(bridge.Int(1))}); err != nil {
+	if _, err := c.Write(ctx, &pb.WriteRequest{Device: "boiler-1", Point: "setpoint", Value: pbconv.ValueToProto(bridge.Int(1))}); err != nil {
 		t.Errorf("write: %v", err)
 	}
 	if devs, err := c.ListDevices(ctx, &pb.ListDevicesRequest{}); err != nil || len(devs.GetDevices()) != 1 {

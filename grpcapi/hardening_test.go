@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/bridge/pbconv"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"github.com/edgegate/edgegate/protocols/payload"
 	"google.golang.org/grpc/codes"
@@ -60,7 +61,7 @@ func TestWriteAndReadArgumentCodes(t *testing.T) {
 	w := &adapterLikeWriter{}
 	f.hub.SetWriter(bridge.ProtocolMQTT, w)
 	publish(t, f.hub.Ingest(bridge.ProtocolMQTT), "pump", "speed", bridge.Int(1), nil)
-	one := ValueToProto(bridge.Int(1))
+	one := pbconv.ValueToProto(bridge.Int(1))
 	long := strings.Repeat("p", bridge.MaxNameLen+1)
 	for _, c := range []struct {
 		name string
@@ -70,8 +71,8 @@ func TestWriteAndReadArgumentCodes(t *testing.T) {
 		{"long point", &pb.WriteRequest{Device: "pump", Point: long, Value: one}},
 		{"long device", &pb.WriteRequest{Device: long, Point: "speed", Value: one}},
 		{"no value", &pb.WriteRequest{Device: "pump", Point: "speed"}},
-		{"NaN", &pb.WriteRequest{Device: "pump", Point: "speed", Value: ValueToProto(bridge.Double(math.NaN()))}},
-		{"Inf", &pb.WriteRequest{Device: "pump", Point: "speed", Value: ValueToProto(bridge.Double(math.Inf(1)))}},
+		{"NaN", &pb.WriteRequest{Device: "pump", Point: "speed", Value: pbconv.ValueToProto(bridge.Double(math.NaN()))}},
+		{"Inf", &pb.WriteRequest{Device: "pump", Point: "speed", Value: pbconv.ValueToProto(bridge.Double(math.Inf(1)))}},
 	} {
 		if _, err := f.client.Write(ctx, c.req); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("Write with %s = %v, want INVALID_ARGUMENT", c.name, err)

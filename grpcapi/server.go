@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/bridge/journal"
+	"github.com/edgegate/edgegate/bridge/pbconv"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -333,7 +334,7 @@ func (s *Server) pump(ctx context.Context, sub *bridge.Subscription, stream grpc
 			batch = nil // the timer: the pending values' turn
 		}
 		for _, m := range batch {
-			pm := ToProto(m)
+			pm := pbconv.ToProto(m)
 			if !p.limited() {
 				if err := send(m, pm); err != nil {
 					return err
@@ -399,7 +400,7 @@ func (s *Server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResp
 	if err := checkRef(req.GetDevice(), req.GetPoint()); err != nil {
 		return nil, err
 	}
-	v, err := ValueFromProto(req.GetValue())
+	v, err := pbconv.ValueFromProto(req.GetValue())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -573,7 +574,7 @@ func (s *Server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 				return nil, status.Errorf(codes.NotFound, "no value for device %q point %q", ref.GetDevice(), ref.GetPoint())
 			}
 		}
-		resp.Messages = append(resp.Messages, ToProto(m))
+		resp.Messages = append(resp.Messages, pbconv.ToProto(m))
 	}
 	return resp, nil
 }
@@ -611,7 +612,7 @@ func (s *Server) readPage(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRes
 	resp := &pb.ReadResponse{Messages: make([]*pb.Message, 0, min(size, len(rest)))}
 	bytes := 0
 	for i, m := range rest {
-		pm := ToProto(m)
+		pm := pbconv.ToProto(m)
 		n := protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(pm)) // as a field of the response
 		if i == size || i > 0 && bytes+n > maxReadPageBytes-pageTokenRoom {
 			last := rest[i-1]
@@ -681,7 +682,7 @@ func (s *Server) ListDevices(ctx context.Context, req *pb.ListDevicesRequest) (*
 	}
 	resp := &pb.ListDevicesResponse{}
 	for _, d := range s.hub.Devices(match) {
-		resp.Devices = append(resp.Devices, deviceToProto(d))
+		resp.Devices = append(resp.Devices, pbconv.DeviceToProto(d))
 	}
 	return resp, nil
 }

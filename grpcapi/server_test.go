@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/bridge/pbconv"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -127,21 +128,6 @@ func TestSubscribeFiltersAndTypes(t *testing.T) {
 			m.GetGatewayTime() == nil || m.GetProtocol() != pb.Protocol_PROTOCOL_MQTT {
 			t.Errorf("defaults missing: %v", m)
 		}
-	}
-}
-
-func TestValueRoundTrip(t *testing.T) {
-	for _, v := range []bridge.Value{
-		bridge.Double(-1.5), bridge.Int(-7), bridge.Uint(1 << 63), bridge.Bool(true),
-		bridge.String("héllo"), bridge.Bytes([]byte{0, 1, 255}),
-	} {
-		back, err := ValueFromProto(ValueToProto(v))
-		if err != nil || !back.Equal(v) {
-			t.Errorf("%#v -> %#v, %v", v, back, err)
-		}
-	}
-	if _, err := ValueFromProto(&pb.Value{}); err == nil {
-		t.Error("a value with no kind must be refused")
 	}
 }
 
@@ -321,7 +307,7 @@ func TestWriteRouting(t *testing.T) {
 	publish(t, f.hub.Ingest(bridge.ProtocolMQTT), "pump", "speed", bridge.Int(1), nil)
 	publish(t, f.hub.Ingest(bridge.ProtocolModbus), "plc", "speed", bridge.Int(1), nil)
 
-	resp, err := f.client.Write(ctx, &pb.WriteRequest{Device: "pump", Point: "speed", Value: ValueToProto(bridge.Int(42)), RequestId: "r1"})
+	resp, err := f.client.Write(ctx, &pb.WriteRequest{Device: "pump", Point: "speed", Value: pbconv.ValueToProto(bridge.Int(42)), RequestId: "r1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,10 +318,10 @@ func TestWriteRouting(t *testing.T) {
 		req  *pb.WriteRequest
 		code codes.Code
 	}{
-		{&pb.WriteRequest{Device: "ghost", Point: "p", Value: ValueToProto(bridge.Int(1))}, codes.NotFound},
-		{&pb.WriteRequest{Device: "plc", Point: "speed", Value: ValueToProto(bridge.Int(1))}, codes.FailedPrecondition},
+		{&pb.WriteRequest{Device: "ghost", Point: "p", Value: pbconv.ValueToProto(bridge.Int(1))}, codes.NotFound},
+		{&pb.WriteRequest{Device: "plc", Point: "speed", Value: pbconv.ValueToProto(bridge.Int(1))}, codes.FailedPrecondition},
 		{&pb.WriteRequest{Device: "pump", Point: "speed"}, codes.InvalidArgument},
-		{&pb.WriteRequest{Point: "speed", Value: ValueToProto(bridge.Int(1))}, codes.InvalidArgument},
+		{&pb.WriteRequest{Point: "speed", Value: pbconv.ValueToProto(bridge.Int(1))}, codes.InvalidArgument},
 	}
 	for _, c := range cases {
 		if _, err := f.client.Write(ctx, c.req); status.Code(err) != c.code {
@@ -343,11 +329,11 @@ func TestWriteRouting(t *testing.T) {
 		}
 	}
 	w.err = status.Error(codes.Unavailable, "broker down")
-	if _, err := f.client.Write(ctx, &pb.WriteRequest{Device: "pump", Point: "speed", Value: ValueToProto(bridge.Int(1))}); status.Code(err) != codes.Unavailable {
+	if _, err := f.client.Write(ctx, &pb.WriteRequest{Device: "pump", Point: "speed", Value: pbconv.ValueToProto(bridge.Int(1))}); status.Code(err) != codes.Unavailable {
 		t.Errorf("adapter failure = %v", err)
 	}
 	w.err = errors.New("plain failure")
-	if _, err := f.client.Write(ctx, &pb.WriteRequest{Device: "pump", Point: "speed", Value: ValueToProto(bridge.Int(1))}); status.Code(err) != codes.Unavailable {
+	if _, err := f.client.Write(ctx, &pb.WriteRequest{Device: "pump", Point: "speed", Value: pbconv.ValueToProto(bridge.Int(1))}); status.Code(err) != codes.Unavailable {
 		t.Errorf("adapter failure = %v", err)
 	}
 }

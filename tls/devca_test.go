@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/edgegate/edgegate/tls/tlsbase"
 )
 
 func TestWriteDevSet(t *testing.T) {
@@ -27,7 +29,7 @@ func TestWriteDevSet(t *testing.T) {
 			t.Errorf("%s: mode %v, want %v", n, fi.Mode().Perm(), want)
 		}
 	}
-	pool, err := LoadPool(filepath.Join(dir, "ca.crt"))
+	pool, err := tlsbase.LoadPool(filepath.Join(dir, "ca.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}

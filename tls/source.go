@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgegate/edgegate/tls/tlsbase"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -159,9 +160,9 @@ func (s *Source) load() (*material, error) {
 	var err error
 	switch {
 	case s.files.ClientCAFile != "":
-		m.cas, err = LoadPool(s.files.ClientCAFile)
+		m.cas, err = tlsbase.LoadPool(s.files.ClientCAFile)
 	case s.files.CAFile != "":
-		m.cas, err = LoadPool(s.files.CAFile)
+		m.cas, err = tlsbase.LoadPool(s.files.CAFile)
 	}
 	if err != nil {
 		return nil, err

@@ -5,7 +5,9 @@
 // identity a client certificate carries (Identity), TLS and DTLS configurations
 // with TLS 1.2 at least and only AEAD suites, TLS tunnels in front of plain TCP
 // device ports (Tunnel), a development CA (NewCA), and the rule that nothing leaves
-// the machine in plaintext unless the config says so (CheckListener).
+// the machine in plaintext unless the config says so (CheckListener). Whether an
+// address is local and loading a CA bundle are in tls/tlsbase, which the Go client
+// imports without this package's dependencies (pion/dtls, Prometheus).
 //
 // It imports no protocol package and decides no authorization beyond the
 // tunnels' allow-lists: callers take the identity and apply their own rules.
@@ -19,9 +21,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
 	"strings"
+
+	"github.com/edgegate/edgegate/tls/tlsbase"
 )
 
 // Files is the `tls:` block, the same shape everywhere: gRPC, HTTP, MQTT and CoAP
@@ -145,7 +147,7 @@ func (f *Files) ServerConfig() (*tls.Config, error) {
 	cfg := baseConfig(f.MinVersion)
 	cfg.Certificates = []tls.Certificate{*cert}
 	if f.ClientCAFile != "" {
-		pool, err := LoadPool(f.ClientCAFile)
+		pool, err := tlsbase.LoadPool(f.ClientCAFile)
 		if err != nil {
 			return nil, err
 		}
@@ -153,19 +155,6 @@ func (f *Files) ServerConfig() (*tls.Config, error) {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return cfg, nil
-}
-
-// LoadPool reads a PEM bundle of CA certificates.
-func LoadPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("tls: %s holds no PEM certificate", file)
-	}
-	return pool, nil
 }
 
 // loadPair reads a certificate and its key, and parses the leaf.
@@ -188,7 +177,7 @@ var ErrPlaintext = errors.New("plaintext listener on a non-loopback address")
 // CheckListener refuses a listener without TLS on an address other machines can
 // reach, unless insecure is set. A Unix socket ("unix://...") is local.
 func CheckListener(address string, hasTLS, insecure bool) error {
-	if hasTLS || insecure || IsLocal(address) {
+	if hasTLS || insecure || tlsbase.IsLocal(address) {
 		return nil
 	}
 	return fmt.Errorf("%w: %s; configure tls, listen on 127.0.0.1, or set insecure: true", ErrPlaintext, address)
@@ -197,7 +186,7 @@ func CheckListener(address string, hasTLS, insecure bool) error {
 // WarnInsecure logs, once per call, a listener that CheckListener let through only
 // because its config says insecure: true. Call it once per listener at start.
 func WarnInsecure(log *slog.Logger, key, address string, hasTLS bool) {
-	if hasTLS || IsLocal(address) {
+	if hasTLS || tlsbase.IsLocal(address) {
 		return
 	}
 	if log == nil {
@@ -205,21 +194,4 @@ func WarnInsecure(log *slog.Logger, key, address string, hasTLS bool) {
 	}
 	log.Warn("plaintext listener on a non-loopback address, allowed by insecure: true; anyone on the network can read and inject its traffic",
 		"key", key, "address", address)
-}
-
-// IsLocal reports whether address is a Unix socket or a loopback host:port.
-// An empty host (":1883") listens on every interface and is not local.
-func IsLocal(address string) bool {
-	if strings.HasPrefix(address, "unix:") {
-		return true
-	}
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

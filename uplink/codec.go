@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
-	"github.com/edgegate/edgegate/grpcapi"
+	"github.com/edgegate/edgegate/bridge/pbconv"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -35,7 +35,7 @@ func (c codec) marshal(m proto.Message) ([]byte, error) {
 
 // appendMessage encodes a bridge message onto b.
 func (c codec) appendMessage(b []byte, m *bridge.Message) ([]byte, error) {
-	pm := grpcapi.ToProto(m)
+	pm := pbconv.ToProto(m)
 	if c.json {
 		out, err := protojson.Marshal(pm)
 		return append(b, out...), err
@@ -85,7 +85,7 @@ func (c codec) decodeCommand(data []byte, expires string) (*command, error) {
 	case len(req.GetRequestId()) > maxIDLen:
 		return nil, fmt.Errorf("%w: request_id longer than %d bytes", errBadCommand, maxIDLen)
 	}
-	v, err := grpcapi.ValueFromProto(req.GetValue())
+	v, err := pbconv.ValueFromProto(req.GetValue())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadCommand, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	etls "github.com/edgegate/edgegate/tls"
+	"github.com/edgegate/edgegate/tls/tlsbase"
 )
 
 // Config is the `uplink:` section of the gateway's config.
@@ -141,7 +142,7 @@ func (c *Config) Validate(gatewayID string) []error {
 			if u.Scheme == "tls" {
 				continue
 			}
-			if !etls.IsLocal(u.Host) {
+			if !tlsbase.IsLocal(u.Host) {
 				add("nats: url: %s: plaintext to a hub that is not on loopback; use tls://, a tls section, or insecure: true", u.Host)
 			}
 		}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/bridge/journal"
-	"github.com/edgegate/edgegate/grpcapi"
+	"github.com/edgegate/edgegate/bridge/pbconv"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -112,7 +112,7 @@ func openBolt(path string) (*boltStore, error) {
 
 func (s *boltStore) appendWait(_ context.Context, next *atomic.Uint64) error {
 	m := benchMessage(next.Add(1))
-	v, err := proto.Marshal(grpcapi.ToProto(m))
+	v, err := proto.Marshal(pbconv.ToProto(m))
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	etls "github.com/edgegate/edgegate/tls"
+	"github.com/edgegate/edgegate/tls/tlsbase"
 )
 
 // The TLS section measures what TLS costs where the gateway adds it:
@@ -136,7 +137,7 @@ func median(v []float64) float64 {
 }
 
 func benchClientTLS(dir string) (*tls.Config, error) {
-	pool, err := etls.LoadPool(filepath.Join(dir, "ca.crt"))
+	pool, err := tlsbase.LoadPool(filepath.Join(dir, "ca.crt"))
 	if err != nil {
 		return nil, err
 	}

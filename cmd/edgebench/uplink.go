@@ -16,7 +16,7 @@ import (
 
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/bridge/journal"
-	"github.com/edgegate/edgegate/grpcapi"
+	"github.com/edgegate/edgegate/bridge/pbconv"
 	"github.com/edgegate/edgegate/uplink"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -387,4 +387,4 @@ func jsPublishAsync(ctx context.Context, url string, stream jetstream.StreamConf
 }
 
 // benchPayload is a message as the uplink encodes it (protobuf).
-func benchPayload(m *bridge.Message) ([]byte, error) { return proto.Marshal(grpcapi.ToProto(m)) }
+func benchPayload(m *bridge.Message) ([]byte, error) { return proto.Marshal(pbconv.ToProto(m)) }

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
-	etls "github.com/edgegate/edgegate/tls"
+	"github.com/edgegate/edgegate/tls/tlsbase"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -44,7 +44,7 @@ func (c *conn) dial() (*grpc.ClientConn, error) {
 	if c.cacert != "" || c.cert != "" || c.key != "" {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
 		if c.cacert != "" {
-			pool, err := etls.LoadPool(c.cacert)
+			pool, err := tlsbase.LoadPool(c.cacert)
 			if err != nil {
 				return nil, err
 			}
@@ -61,7 +61,7 @@ func (c *conn) dial() (*grpc.ClientConn, error) {
 			tc.Certificates = []tls.Certificate{pair}
 		}
 		creds = credentials.NewTLS(tc)
-	} else if !c.plaintext && !etls.IsLocal(c.server) {
+	} else if !c.plaintext && !tlsbase.IsLocal(c.server) {
 		return nil, fmt.Errorf("%w: %s is not a loopback address: give --cacert for TLS, or --plaintext", errUsage, c.server)
 	}
 	target := c.server

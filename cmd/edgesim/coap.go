@@ -35,7 +35,7 @@ import (
 
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/protocols/payload"
-	etls "github.com/edgegate/edgegate/tls"
+	"github.com/edgegate/edgegate/tls/tlsbase"
 )
 
 // The coap subcommand has two modes.
@@ -365,7 +365,7 @@ func tcpOpts(common []any) []tcp.Option {
 func (o *coapOptions) tlsConfig() (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.url.Hostname()}
 	if o.cacert != "" {
-		pool, err := etls.LoadPool(o.cacert)
+		pool, err := tlsbase.LoadPool(o.cacert)
 		if err != nil {
 			return nil, err
 		}

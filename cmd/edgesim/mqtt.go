@@ -17,7 +17,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	etls "github.com/edgegate/edgegate/tls"
+	"github.com/edgegate/edgegate/tls/tlsbase"
 )
 
 // Bounds of the mqtt subcommand's flags.
@@ -173,7 +173,7 @@ func (o *mqttOptions) tlsConfig() (*tls.Config, error) {
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.cacert != "" {
-		pool, err := etls.LoadPool(o.cacert)
+		pool, err := tlsbase.LoadPool(o.cacert)
 		if err != nil {
 			return nil, err
 		}

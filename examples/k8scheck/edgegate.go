@@ -9,7 +9,7 @@ import (
 
 	"github.com/edgegate/edgegate/config"
 	_ "github.com/edgegate/edgegate/protocols/all" // config.Parse knows every built-in protocol
-	etls "github.com/edgegate/edgegate/tls"
+	"github.com/edgegate/edgegate/tls/tlsbase"
 	"gopkg.in/yaml.v3"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -43,7 +43,7 @@ func (l Listener) Port() int32 {
 }
 
 // Local reports whether only the pod itself can reach the listener.
-func (l Listener) Local() bool { return etls.IsLocal(l.Address) }
+func (l Listener) Local() bool { return tlsbase.IsLocal(l.Address) }
 
 // ConfigPath is a file or directory named by the config.
 type ConfigPath struct {

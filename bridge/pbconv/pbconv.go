@@ -1,4 +1,13 @@
-package grpcapi
+// Package pbconv converts between the bridge's messages and values and their
+// protobuf form, edgegate.v1 in proto/edgegate/v1/gateway.proto: the one
+// conversion that the gRPC service (grpcapi), edge functions (CEL's msg and the
+// WebAssembly ABI) and the fleet uplink share.
+//
+// The numbering of Protocol, Quality, Priority and DeviceState is the proto's, so
+// those convert by a cast. A zero time is an absent timestamp; a zero Value is an
+// absent value. It imports the bridge and the generated code, nothing else of the
+// gateway.
+package pbconv
 
 import (
 	"fmt"
@@ -9,7 +18,8 @@ import (
 )
 
 // ToProto converts a bridge message to its wire form. The labels map is shared,
-// not copied: both sides treat it as read-only.
+// not copied: both sides treat it as read-only. A zero source or gateway time (a
+// message before the hub, as edge functions see it) is left out.
 //
 // The message, its value and its timestamps are made in one allocation (a wire):
 // every message the gateway streams goes through here, and they live and die
@@ -72,8 +82,10 @@ func (w *wire[K]) fill(m *bridge.Message) *pb.Message {
 	out.Protocol = pb.Protocol(m.Protocol)
 	out.Value = &w.value
 	out.Quality = pb.Quality(m.Quality)
-	w.gateway.Seconds, w.gateway.Nanos = m.GatewayTime.Unix(), int32(m.GatewayTime.Nanosecond())
-	out.GatewayTime = &w.gateway
+	if !m.GatewayTime.IsZero() {
+		w.gateway.Seconds, w.gateway.Nanos = m.GatewayTime.Unix(), int32(m.GatewayTime.Nanosecond())
+		out.GatewayTime = &w.gateway
+	}
 	out.Unit = m.Unit
 	out.Labels = m.Labels
 	out.Priority = pb.Priority(m.Priority)
@@ -128,7 +140,8 @@ func ValueFromProto(v *pb.Value) (bridge.Value, error) {
 	return bridge.Value{}, fmt.Errorf("value: exactly one kind must be set")
 }
 
-func deviceToProto(d bridge.DeviceInfo) *pb.Device {
+// DeviceToProto converts a device's entry in the registry.
+func DeviceToProto(d bridge.DeviceInfo) *pb.Device {
 	out := &pb.Device{
 		Id:         d.ID,
 		Protocol:   pb.Protocol(d.Protocol),
