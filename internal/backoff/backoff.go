@@ -95,3 +95,8 @@ func Sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// Accept paces a listener whose Accept fails (out of file descriptors and the
+// like) so that it does not spin, as net/http does: 5ms doubling to 1s, reset by
+// the next connection accepted. No jitter: the cause is local.
+var Accept = Policy{Min: 5 * time.Millisecond, Max: time.Second}
