@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/edgegate/edgegate/internal/backoff"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -111,7 +111,7 @@ type Subscription struct {
 	seen       uint64
 	delivered  bool
 	positioned bool
-	attempts   int
+	pace       *backoff.Backoff // the reconnects in a row without a message in between
 	err        error
 
 	// acked is the highest sequence the caller acknowledged through Ack: a gateway
@@ -154,7 +154,7 @@ func (c *Client) Subscribe(ctx context.Context, f Filter, opts ...SubscribeOptio
 		req.Start = &pb.SubscribeRequest_AfterSequence{AfterSequence: o.after}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	return &Subscription{c: c, ctx: ctx, cancel: cancel, req: req, opts: o}, nil
+	return &Subscription{c: c, ctx: ctx, cancel: cancel, req: req, opts: o, pace: backoff.New(c.backoff.policy())}, nil
 }
 
 // Close ends the subscription; a Recv blocked in another goroutine returns.
@@ -213,7 +213,7 @@ func (s *Subscription) Recv() (*Message, error) {
 			}
 			continue
 		}
-		s.attempts = 0
+		s.pace.Reset()
 		seen := s.last
 		if s.opts.shed == pb.ShedPolicy_SHED_POLICY_LATEST {
 			seen = s.seen
@@ -330,33 +330,28 @@ func (s *Subscription) retry(err error) bool {
 		s.err = fmt.Errorf("subscribe: %w", err)
 		return false
 	}
-	s.attempts++
-	b := s.c.backoff
-	if b.MaxAttempts > 0 && s.attempts > b.MaxAttempts {
-		s.err = fmt.Errorf("subscribe: %d reconnects failed, the last: %w", b.MaxAttempts, err)
+	if n := s.c.backoff.MaxAttempts; n > 0 && s.pace.Failures() >= n {
+		s.err = fmt.Errorf("subscribe: %d reconnects failed, the last: %w", n, err)
 		return false
 	}
 	s.reconnects.Add(1)
-	t := time.NewTimer(b.delay(s.attempts))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.ctx.Done():
-		s.err = s.ctx.Err()
+	if err := s.pace.Wait(s.ctx); err != nil {
+		s.err = err
 		return false
 	}
+	return true
 }
 
-// delay is the wait before attempt n (1-based).
-func (b Backoff) delay(n int) time.Duration {
-	d := float64(b.Min)
-	for i := 1; i < n && d < float64(b.Max); i++ {
-		d *= b.Factor
+// policy is b as an internal/backoff policy. That package draws each wait below
+// its bound, so ±Jitter around a wait d is a bound of d·(1+Jitter) of which the
+// fraction 2·Jitter/(1+Jitter) is drawn: from d·(1−Jitter) to d·(1+Jitter).
+func (b Backoff) policy() backoff.Policy {
+	return backoff.Policy{
+		Min:    time.Duration(float64(b.Min) * (1 + b.Jitter)),
+		Max:    time.Duration(float64(b.Max) * (1 + b.Jitter)),
+		Factor: b.Factor,
+		Jitter: 2 * b.Jitter / (1 + b.Jitter),
 	}
-	d = min(d, float64(b.Max))
-	d *= 1 + b.Jitter*(2*rand.Float64()-1)
-	return time.Duration(d)
 }
 
 // retryable says whether a stream's end is worth a reconnect: the gateway went

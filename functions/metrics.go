@@ -1,11 +1,9 @@
 package functions
 
 import (
-	"context"
-	"log/slog"
-	"sync"
 	"time"
 
+	"github.com/edgegate/edgegate/protocols/ratelog"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -124,51 +122,10 @@ func (m *metrics) forget(name string) {
 
 func (f *fnMetrics) since(start time.Time) { f.seconds.Add(time.Since(start).Seconds()) }
 
-// limiter is a token bucket for the failure log: a function that fails on every
-// message must not flood the log. Lines it drops are counted, and the count is
-// reported with the next line that passes.
-type limiter struct {
-	mu         sync.Mutex
-	rate       float64
-	burst      float64
-	tokens     float64
-	last       time.Time
-	suppressed uint64
-	dropped    prometheus.Counter
-}
+// limiter is the shared token bucket for log lines (protocols/ratelog): a
+// function that fails on every message must not flood the log.
+type limiter = ratelog.Limiter
 
 func newLimiter(perSecond float64, burst int, dropped prometheus.Counter) *limiter {
-	return &limiter{rate: perSecond, burst: float64(burst), tokens: float64(burst), dropped: dropped}
-}
-
-func (l *limiter) allow() (ok bool, suppressed uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if !l.last.IsZero() {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
-	if l.tokens < 1 {
-		l.suppressed++
-		l.dropped.Inc()
-		return false, 0
-	}
-	l.tokens--
-	suppressed, l.suppressed = l.suppressed, 0
-	return true, suppressed
-}
-
-func (l *limiter) log(log *slog.Logger, level slog.Level, msg string, args ...any) {
-	if !log.Enabled(context.Background(), level) {
-		return
-	}
-	ok, suppressed := l.allow()
-	if !ok {
-		return
-	}
-	if suppressed > 0 {
-		args = append(args, "suppressed", suppressed)
-	}
-	log.Log(context.Background(), level, msg, args...)
+	return ratelog.New(perSecond, burst, dropped)
 }

@@ -439,7 +439,7 @@ func (p *Pipeline) fail(f *function, m *bridge.Message, n int, reason string, er
 	if n > 1 {
 		args = append(args, "messages", n)
 	}
-	p.lim.log(p.log, slog.LevelWarn, "edge function failed; the message goes on unchanged", args...)
+	p.lim.Log(p.log, slog.LevelWarn, "edge function failed; the message goes on unchanged", args...)
 }
 
 // Run emits aggregates at the end of their windows and sends the writes of
@@ -546,7 +546,7 @@ func (p *Pipeline) flush(ctx context.Context, now time.Time) {
 		_, err := k.s.submit(pctx, outs[i], nil, byName)
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			p.lim.log(p.log, slog.LevelWarn, "publishing aggregates failed", "messages", len(outs[i]), "err", err)
+			p.lim.Log(p.log, slog.LevelWarn, "publishing aggregates failed", "messages", len(outs[i]), "err", err)
 		}
 	}
 }
@@ -572,7 +572,7 @@ func (p *Pipeline) writeLoop(ctx context.Context) {
 			if err != nil {
 				pw.f.m.writeErr.Inc()
 				if ctx.Err() == nil {
-					p.lim.log(p.log, slog.LevelWarn, "write from an edge function failed", "function", pw.f.cfg.Name, "device", pw.w.device, "point", pw.w.point, "err", err)
+					p.lim.Log(p.log, slog.LevelWarn, "write from an edge function failed", "function", pw.f.cfg.Name, "device", pw.w.device, "point", pw.w.point, "err", err)
 				}
 				continue
 			}
@@ -591,6 +591,6 @@ func (p *Pipeline) queueWrite(f *function, w write) {
 	case p.writes <- pendingWrite{f: f, w: w}:
 	default:
 		f.m.writeDropped.Inc()
-		p.lim.log(p.log, slog.LevelWarn, "write queue full; write from an edge function dropped", "function", f.cfg.Name, "device", w.device, "point", w.point, "queue", writeQueueSize)
+		p.lim.Log(p.log, slog.LevelWarn, "write queue full; write from an edge function dropped", "function", f.cfg.Name, "device", w.device, "point", w.point, "queue", writeQueueSize)
 	}
 }

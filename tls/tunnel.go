@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgegate/edgegate/internal/backoff"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
@@ -299,7 +300,7 @@ func (t *Tunnel) Serve(ctx context.Context) error {
 	defer stop()
 	defer t.wg.Wait()
 	t.log.Info("tunnel: serving", "listen", t.ln.Addr().String(), "target", t.cfg.Target, "allow", t.cfg.Allow, "max_connections", t.cfg.MaxConnections)
-	var backoff time.Duration
+	pause := backoff.New(backoff.Accept)
 	for {
 		nc, err := t.ln.Accept()
 		if err != nil {
@@ -308,17 +309,12 @@ func (t *Tunnel) Serve(ctx context.Context) error {
 				return nil
 			}
 			// Out of file descriptors and the like: wait a little rather than spin.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			t.logf(slog.LevelWarn, "tunnel: accept failed", "err", err, "retry_in", backoff)
-			tm := time.NewTimer(backoff)
-			select {
-			case <-tm.C:
-			case <-ctx.Done():
-				tm.Stop()
-			}
+			wait := pause.Next()
+			t.logf(slog.LevelWarn, "tunnel: accept failed", "err", err, "retry_in", wait)
+			_ = backoff.Sleep(ctx, wait) // the next Accept fails once ctx ends
 			continue
 		}
-		backoff = 0
+		pause.Reset()
 		select {
 		case t.slots <- struct{}{}:
 		default:

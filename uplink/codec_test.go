@@ -65,16 +65,3 @@ func TestMessageEncodings(t *testing.T) {
 		}
 	}
 }
-
-func TestBackoff(t *testing.T) {
-	lo, hi := 100*1e6, 1600*1e6 // ns
-	for n := range 10 {
-		want := min(lo*float64(int(1)<<n), hi)
-		for range 50 {
-			d := float64(backoff(100e6, 1600e6, n))
-			if d < want/2 || d > want {
-				t.Fatalf("attempt %d: %v not in [%v, %v]", n, d, want/2, want)
-			}
-		}
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/backoff"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,7 +48,8 @@ const consumerMaxAckPending = 32
 // does not depend on it.
 func (u *Uplink) commands(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, did *atomic.Bool) error {
 	var cons jetstream.Consumer
-	for attempt := 0; cons == nil; attempt++ {
+	b := backoff.New(u.cfg.reconnect())
+	for cons == nil {
 		c, err := u.consumer(ctx, js)
 		if err == nil {
 			cons = c
@@ -56,15 +58,11 @@ func (u *Uplink) commands(ctx context.Context, js jetstream.JetStream, nc *nats.
 		if ctx.Err() != nil {
 			return nil
 		}
-		d := backoff(u.cfg.ReconnectMin, u.cfg.ReconnectMax, attempt)
+		d := b.Next()
 		u.log.Warn("uplink: no command consumer; commands wait", "err", err, "retry_in", d.Round(time.Millisecond))
 		u.setError(err)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Sleep(ctx, d) != nil {
 			return nil
-		case <-t.C:
 		}
 	}
 	for ctx.Err() == nil {

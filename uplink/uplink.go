@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/backoff"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -163,7 +163,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 			u.log.Error("uplink: closing the command log", "err", err)
 		}
 	}()
-	attempt := 0
+	b := backoff.New(u.cfg.reconnect())
 	for {
 		start := time.Now()
 		progressed, err := u.session(ctx)
@@ -172,31 +172,21 @@ func (u *Uplink) Run(ctx context.Context) error {
 		}
 		u.setError(err)
 		if progressed || time.Since(start) > 5*u.cfg.ReconnectMax {
-			attempt = 0
+			b.Reset()
 		}
-		d := backoff(u.cfg.ReconnectMin, u.cfg.ReconnectMax, attempt)
-		attempt++
+		d := b.Next()
 		u.log.Warn("uplink: hub connection ended; connecting again", "err", err, "in", d.Round(time.Millisecond))
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Sleep(ctx, d) != nil {
 			return nil
-		case <-t.C:
 		}
 	}
 }
 
-// backoff is the wait before connection attempt n+1 after n failures: doubling
-// from lo up to hi, each wait drawn at random from its upper half, so that a
-// fleet that lost its hub at once does not come back at once.
-func backoff(lo, hi time.Duration, n int) time.Duration {
-	d := lo
-	for i := 0; i < n && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	return d/2 + rand.N(d/2+1)
+// reconnect paces connection attempts: doubling from reconnect_min up to
+// reconnect_max, each wait drawn at random from its upper half, so that a fleet
+// that lost its hub at once does not come back at once.
+func (n *NATS) reconnect() backoff.Policy {
+	return backoff.Policy{Min: n.ReconnectMin, Max: n.ReconnectMax, Jitter: 0.5}
 }
 
 // errStopping ends a session because the uplink stops.

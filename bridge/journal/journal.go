@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/backoff"
 )
 
 // SyncMode says when appended records reach the disk.
@@ -218,9 +219,14 @@ type Journal struct {
 	done chan struct{}
 
 	// The committer's only:
-	repair  []*segment // cut back (or removed) in memory, the file not yet
-	backoff time.Duration
-	downAt  time.Time
+	repair []*segment // cut back (or removed) in memory, the file not yet
+	// retry paces the recovery attempts: from retryMin, doubling to retryMax,
+	// each wait up to a quarter shorter at random so that gateways sharing a disk
+	// do not retry in step. It is reset by a commit that succeeds, not by a
+	// recovery, so that a disk that takes the probe but fails every commit is
+	// retried ever more slowly.
+	retry  backoff.Backoff
+	downAt time.Time
 
 	writeErrors    atomic.Uint64
 	reserveWaits   atomic.Uint64
@@ -239,7 +245,8 @@ func Open(dir string, opts Options) (*Journal, error) {
 		return nil, err
 	}
 	j := &Journal{dir: dir, opts: opts, log: opts.Logger, kick: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}),
+		retry: backoff.Backoff{Policy: backoff.Policy{Min: retryMin, Max: retryMax, Jitter: 0.25}}}
 	ch := make(chan struct{})
 	j.moved.Store(&ch)
 	if err := j.recover(); err != nil {
@@ -553,7 +560,7 @@ func (j *Journal) commitLoop() {
 	j.renewReservation()
 	for {
 		if retry == nil && j.Err() != nil {
-			retry = time.After(j.nextBackoff())
+			retry = time.After(j.retry.Next())
 		}
 		select {
 		case <-j.kick:
@@ -587,7 +594,7 @@ func (j *Journal) commit() {
 			j.fail(err)
 			return
 		}
-		j.backoff = 0 // a commit that succeeded ends a run of failures
+		j.retry.Reset() // a commit that succeeded ends a run of failures
 		j.wake()
 		j.retain()
 	}

@@ -3,7 +3,6 @@ package journal
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"time"
@@ -168,15 +167,6 @@ func (j *Journal) probe() error {
 		err = rerr
 	}
 	return err
-}
-
-// nextBackoff is the wait before the next retry: from retryMin, doubling to
-// retryMax, with a quarter of jitter so that gateways sharing a disk do not retry in
-// step. It is reset by a commit that succeeds, not by a recovery, so that a disk
-// that takes the probe but fails every commit is retried ever more slowly.
-func (j *Journal) nextBackoff() time.Duration {
-	j.backoff = min(max(2*j.backoff, retryMin), retryMax)
-	return j.backoff - time.Duration(rand.Int64N(int64(j.backoff/4)))
 }
 
 // renewReservation keeps the sequence reservation at least half a block ahead of

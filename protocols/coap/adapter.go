@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/backoff"
 	"github.com/edgegate/edgegate/protocols"
 	"github.com/edgegate/edgegate/protocols/payload"
 	egtls "github.com/edgegate/edgegate/tls"
@@ -521,6 +522,7 @@ func (a *Adapter) dtlsServerOptions(spec *listenerSpec) []piondtls.ServerOption 
 // acceptLoop accepts sessions until the listener is closed.
 func (a *Adapter) acceptLoop(st *runState, b *boundListener) {
 	typ := b.spec.cfg.Type
+	pause := backoff.New(backoff.Accept)
 	for {
 		var nc net.Conn
 		var err error
@@ -541,14 +543,15 @@ func (a *Adapter) acceptLoop(st *runState, b *boundListener) {
 				a.metrics.refused.WithLabelValues(typ, refusedHandshake).Inc()
 				continue
 			}
-			limitedLog(a.log, a.lim, slog.LevelWarn, "coap: accept", "listener", b.spec.index, "err", err)
-			select {
-			case <-st.ctx.Done():
+			// EMFILE and such: do not spin.
+			wait := pause.Next()
+			limitedLog(a.log, a.lim, slog.LevelWarn, "coap: accept", "listener", b.spec.index, "err", err, "retry_in", wait)
+			if backoff.Sleep(st.ctx, wait) != nil {
 				return
-			case <-time.After(50 * time.Millisecond): // EMFILE and such: do not spin
 			}
 			continue
 		}
+		pause.Reset()
 		if b.stream != nil {
 			// UDP and DTLS peers took a slot in the datagram listener already.
 			if !a.slots.tryAcquire() {

@@ -24,6 +24,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/udp"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/backoff"
 	"github.com/edgegate/edgegate/protocols/payload"
 	egtls "github.com/edgegate/edgegate/tls"
 	grpccodes "google.golang.org/grpc/codes"
@@ -47,6 +48,11 @@ const (
 	// minReregister bounds how often an observation is registered again.
 	minReregister = time.Second
 )
+
+// reconnect paces connection attempts: doubling from reconnectMin up to
+// reconnectMax, each pause drawn from its upper half, so that devices lost
+// together are not all dialled again in the same instant.
+var reconnect = backoff.Policy{Min: reconnectMin, Max: reconnectMax, Jitter: 0.5}
 
 type clientPoint struct {
 	name     string
@@ -141,13 +147,13 @@ func newClientDevice(a *Adapter, d DeviceConfig) (*clientDevice, error) {
 // run connects, serves and reconnects until the run ends.
 func (cd *clientDevice) run(st *runState) {
 	sink := st.sink
-	backoff := reconnectMin
+	b := backoff.New(reconnect)
 	for st.ctx.Err() == nil {
 		sink.State(cd.id, bridge.StateConnecting, nil)
 		conn, err := cd.dial(st.ctx)
 		if err == nil {
 			cd.setConn(conn)
-			err = cd.serve(st, conn, &backoff)
+			err = cd.serve(st, conn, b)
 			cd.setConn(nil)
 			_ = conn.Close()
 			<-conn.Done()
@@ -157,12 +163,9 @@ func (cd *clientDevice) run(st *runState) {
 		}
 		cd.a.metrics.clientRequests.WithLabelValues("CONNECT", "error").Inc()
 		sink.State(cd.id, bridge.StateError, err)
-		limitedLog(cd.a.log, cd.a.lim, slog.LevelWarn, "coap: device unreachable", "device", cd.id, "address", cd.hostport, "err", err, "retry_in", backoff)
-		select {
-		case <-st.ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, reconnectMax)
+		wait := b.Next()
+		limitedLog(cd.a.log, cd.a.lim, slog.LevelWarn, "coap: device unreachable", "device", cd.id, "address", cd.hostport, "err", err, "retry_in", wait.Round(time.Millisecond))
+		_ = backoff.Sleep(st.ctx, wait) // the loop ends with st.ctx
 	}
 	sink.State(cd.id, bridge.StateDisconnected, nil)
 }
@@ -260,7 +263,7 @@ func (cd *clientDevice) dial(ctx context.Context) (clientConn, error) {
 
 // serve observes or polls the device's points until a request fails, the
 // connection closes or the run ends.
-func (cd *clientDevice) serve(st *runState, conn clientConn, backoff *time.Duration) error {
+func (cd *clientDevice) serve(st *runState, conn clientConn, b *backoff.Backoff) error {
 	ctx := st.ctx
 	type watch struct {
 		p       *clientPoint
@@ -322,7 +325,7 @@ func (cd *clientDevice) serve(st *runState, conn clientConn, backoff *time.Durat
 		return err
 	}
 	st.sink.State(cd.id, bridge.StateConnected, nil)
-	*backoff = reconnectMin
+	b.Reset()
 
 	check := time.NewTicker(min(250*time.Millisecond, cd.poll))
 	defer check.Stop()

@@ -51,7 +51,7 @@ const (
 	DefaultBusyBackoff    = 50 * time.Millisecond
 	DefaultBusyBackoffMax = time.Second
 	// DefaultReconnectBackoff is the first wait before reconnecting; it doubles up to
-	// DefaultReconnectBackoffMax, each wait with up to ±20% jitter.
+	// DefaultReconnectBackoffMax, each wait up to 40% shorter at random.
 	DefaultReconnectBackoff    = 500 * time.Millisecond
 	DefaultReconnectBackoffMax = 30 * time.Second
 	// DefaultBadPointRetry is how long a point the device refused (illegal address)

@@ -50,7 +50,7 @@
 //	busy_retries:          3      (at most 10)
 //	busy_backoff:          50ms   first wait after "busy", doubling up to busy_backoff_max (1s)
 //	reconnect_backoff:     500ms  first wait before reconnecting, doubling up to
-//	reconnect_backoff_max: 30s    each wait ±20% jitter
+//	reconnect_backoff_max: 30s    (each wait, busy or reconnect, up to 40% shorter at random)
 //	bad_point_retry:       30s    a point the device refused is read again after this
 //	max_points_per_device: 1024
 //	queue:                 64     writes and on-demand reads waiting for one connection

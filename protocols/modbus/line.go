@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/backoff"
 	"github.com/edgegate/edgegate/protocols"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -44,7 +44,6 @@ type line struct {
 	tr       transport
 	attempts int // failures (to connect, or of a connection) since a poll last succeeded
 	lastErr  error
-	rng      *rand.Rand
 }
 
 func newLine(a *Adapter, ep *endpoint) *line {
@@ -53,7 +52,6 @@ func newLine(a *Adapter, ep *endpoint) *line {
 		ep:      ep,
 		calls:   make(chan *call, a.cfg.Queue),
 		stopped: make(chan struct{}),
-		rng:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 	l.reconnects = a.metrics.reconnects.WithLabelValues(ep.key())
 	return l
@@ -121,18 +119,25 @@ func (l *line) connect(ctx context.Context) error {
 	return err
 }
 
-// backoff is the wait before the next connection attempt: exponential from
-// reconnect_backoff up to reconnect_backoff_max, with ±20% jitter so that devices that
-// went down together do not come back in step.
-func (l *line) backoff() time.Duration { return l.backoffFor(l.attempts) }
+// backoff is the wait before the next connection attempt (see reconnectBackoff).
+func (l *line) backoff() time.Duration { return l.a.cfg.reconnectBackoff().Delay(l.attempts) }
 
-func (l *line) backoffFor(attempts int) time.Duration {
-	b := l.a.cfg.ReconnectBackoff
-	for i := 1; i < attempts && b < l.a.cfg.ReconnectBackoffMax; i++ {
-		b *= 2
-	}
-	b = min(b, l.a.cfg.ReconnectBackoffMax)
-	return time.Duration(float64(b) * (0.8 + 0.4*l.rng.Float64()))
+// jitter is the part of each wait drawn at random (internal/backoff), so that
+// devices that went down together do not come back in step.
+const jitter = 0.4
+
+// reconnectBackoff paces connection attempts, and the requests to a unit that
+// does not answer on a serial line: doubling from reconnect_backoff up to
+// reconnect_backoff_max, each wait up to 40% shorter at random.
+func (c *Config) reconnectBackoff() backoff.Policy {
+	return backoff.Policy{Min: c.ReconnectBackoff, Max: c.ReconnectBackoffMax, Jitter: jitter}
+}
+
+// busyBackoff paces the retries of a request the device answered "busy":
+// doubling from busy_backoff up to busy_backoff_max, each wait up to 40% shorter at
+// random.
+func (c *Config) busyBackoff() backoff.Policy {
+	return backoff.Policy{Min: c.BusyBackoff, Max: c.BusyBackoffMax, Jitter: jitter}
 }
 
 // idle waits for d, answering calls with the line's error meanwhile. It returns
@@ -215,7 +220,7 @@ func (l *line) poll(ctx context.Context, d *device) {
 		l.drain(ctx)
 		l.deviceDown(ctx, d, err)
 		d.failures++
-		if retry := time.Now().Add(l.backoffFor(d.failures)); retry.After(d.due) {
+		if retry := time.Now().Add(l.a.cfg.reconnectBackoff().Delay(d.failures)); retry.After(d.due) {
 			// The first slot of its grid at or after the retry.
 			n := (retry.Sub(d.due) + d.interval - 1) / d.interval
 			d.due = d.due.Add(n * d.interval)
@@ -339,7 +344,6 @@ func (d *device) replan() bool {
 // exchange runs one request, retrying it after a growing wait while the device
 // answers "busy" (or "acknowledge"), at most busy_retries times.
 func (l *line) exchange(ctx context.Context, d *device, req request) ([]byte, error) {
-	wait := l.a.cfg.BusyBackoff
 	for attempt := 0; ; attempt++ {
 		d.m.requests.Inc()
 		pdu, err := l.tr.exchange(ctx, d.unit, req, d.timeout)
@@ -351,14 +355,9 @@ func (l *line) exchange(ctx context.Context, d *device, req request) ([]byte, er
 			return data, err
 		}
 		d.m.busy.Inc()
-		t := time.NewTimer(time.Duration(float64(wait) * (0.8 + 0.4*l.rng.Float64())))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("%w: %w", errCanceled, ctx.Err())
+		if err := backoff.Sleep(ctx, l.a.cfg.busyBackoff().Delay(attempt+1)); err != nil {
+			return nil, fmt.Errorf("%w: %w", errCanceled, err)
 		}
-		wait = min(2*wait, l.a.cfg.BusyBackoffMax)
 	}
 }
 

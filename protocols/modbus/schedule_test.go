@@ -1,9 +1,10 @@
 package modbus
 
 import (
-	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/edgegate/edgegate/internal/backoff"
 )
 
 // TestScheduleGrid: polls stay on their grid however late one ran; a slot missed
@@ -46,19 +47,27 @@ func TestPhase(t *testing.T) {
 
 func TestBackoff(t *testing.T) {
 	c := NewConfig()
-	l := &line{a: &Adapter{cfg: c}, rng: rand.New(rand.NewPCG(1, 2))}
-	prev := time.Duration(0)
-	for attempts := 1; attempts <= 12; attempts++ {
-		want := min(c.ReconnectBackoff<<(attempts-1), c.ReconnectBackoffMax)
-		for range 20 {
-			b := l.backoffFor(attempts)
-			if b < want*8/10 || b > want*12/10 {
-				t.Fatalf("attempt %d: %v outside %v ±20%%", attempts, b, want)
+	for _, tc := range []struct {
+		name     string
+		p        backoff.Policy
+		min, max time.Duration
+	}{
+		{"reconnect", c.reconnectBackoff(), c.ReconnectBackoff, c.ReconnectBackoffMax},
+		{"busy", c.busyBackoff(), c.BusyBackoff, c.BusyBackoffMax},
+	} {
+		prev := time.Duration(0)
+		for attempts := 1; attempts <= 12; attempts++ {
+			want := min(tc.min<<(attempts-1), tc.max)
+			for range 20 {
+				b := tc.p.Delay(attempts)
+				if b < want*6/10 || b > want {
+					t.Fatalf("%s: attempt %d: %v outside [60%%, 100%%] of %v", tc.name, attempts, b, want)
+				}
 			}
+			if want < prev {
+				t.Fatalf("%s: backoff shrank", tc.name)
+			}
+			prev = want
 		}
-		if want < prev {
-			t.Fatalf("backoff shrank")
-		}
-		prev = want
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgegate/edgegate/internal/backoff"
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
@@ -127,7 +128,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 	l.mu.Unlock()
 	defer close(l.done)
 
-	var backoff time.Duration
+	pause := backoff.New(backoff.Accept)
 	for {
 		nc, err := l.ln.Accept()
 		if err != nil {
@@ -136,9 +137,9 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			}
 			// Out of file descriptors and the like: wait a little, as net/http does,
 			// rather than spin; Close ends the wait by closing the socket.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			limitedLog(l.guard.log, l.guard.lim, slog.LevelWarn, "mqtt: accept failed", "listener", l.id, "error", err, "retry_in", backoff)
-			t := time.NewTimer(backoff)
+			wait := pause.Next()
+			limitedLog(l.guard.log, l.guard.lim, slog.LevelWarn, "mqtt: accept failed", "listener", l.id, "error", err, "retry_in", wait)
+			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
 			case <-l.quit:
@@ -147,7 +148,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			}
 			continue
 		}
-		backoff = 0
+		pause.Reset()
 		select {
 		case l.guard.slots <- struct{}{}:
 		default:

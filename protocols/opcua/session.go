@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/backoff"
 	"github.com/edgegate/edgegate/protocols"
 )
 
@@ -57,7 +57,10 @@ type session struct {
 func (d *device) run(ctx context.Context, sink protocols.Sink, attempted chan<- struct{}) {
 	cfg := d.a.cfg
 	m := d.a.metrics
-	backoff := cfg.BackoffInitial
+	// Doubling from backoff_initial up to backoff_max, each wait drawn from its
+	// upper half, so that gateways that lost the same server do not all come back
+	// in the same instant.
+	b := backoff.New(backoff.Policy{Min: cfg.BackoffInitial, Max: cfg.BackoffMax, Jitter: 0.5})
 	announced := false
 	announce := func() {
 		if !announced {
@@ -77,33 +80,19 @@ func (d *device) run(ctx context.Context, sink protocols.Sink, attempted chan<- 
 		// A session that lasted longer than the wait it would now have earns a
 		// quick retry: a server restart after a day of service is not a flapping
 		// server.
-		if up > backoff {
-			backoff = cfg.BackoffInitial
+		if up > b.Ceiling() {
+			b.Reset()
 		}
 		sink.State(d.cfg.ID, bridge.StateError, err)
-		wait := jitter(backoff)
+		wait := b.Next()
 		m.backoff.WithLabelValues(d.cfg.ID).Set(wait.Seconds())
 		limitedLog(d.log, d.a.lim, slog.LevelWarn, "opcua: no session; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Sleep(ctx, wait) != nil {
 			sink.State(d.cfg.ID, bridge.StateDisconnected, nil)
 			m.backoff.WithLabelValues(d.cfg.ID).Set(0)
 			return
-		case <-t.C:
 		}
-		backoff = min(2*backoff, cfg.BackoffMax)
 	}
-}
-
-// jitter spreads a wait over [d/2, d), so that gateways that lost the same server
-// do not all come back in the same instant.
-func jitter(d time.Duration) time.Duration {
-	if d < 2 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
 }
 
 // session connects, subscribes and serves until the session is lost or ctx ends;

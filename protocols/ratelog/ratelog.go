@@ -12,15 +12,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 )
 
-// Limiter is a token bucket for log lines. It is safe for concurrent use.
+// Limiter is a token bucket for log lines (golang.org/x/time/rate) that counts
+// the lines it drops. It is safe for concurrent use.
 type Limiter struct {
+	bucket     *rate.Limiter
 	mu         sync.Mutex
-	rate       float64 // tokens per second
-	burst      float64
-	tokens     float64
-	last       time.Time
 	suppressed uint64
 	dropped    prometheus.Counter
 
@@ -31,7 +30,7 @@ type Limiter struct {
 // New returns a limiter of perSecond lines with bursts of burst; dropped (which may
 // be nil) counts the lines it drops.
 func New(perSecond float64, burst int, dropped prometheus.Counter) *Limiter {
-	return &Limiter{rate: perSecond, burst: float64(burst), tokens: float64(burst), Now: time.Now, dropped: dropped}
+	return &Limiter{bucket: rate.NewLimiter(rate.Limit(perSecond), burst), Now: time.Now, dropped: dropped}
 }
 
 // Allow takes a token. When it returns true, suppressed is how many lines were
@@ -39,19 +38,13 @@ func New(perSecond float64, burst int, dropped prometheus.Counter) *Limiter {
 func (l *Limiter) Allow() (ok bool, suppressed uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.Now()
-	if !l.last.IsZero() {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
-	if l.tokens < 1 {
+	if !l.bucket.AllowN(l.Now(), 1) {
 		l.suppressed++
 		if l.dropped != nil {
 			l.dropped.Inc()
 		}
 		return false, 0
 	}
-	l.tokens--
 	suppressed, l.suppressed = l.suppressed, 0
 	return true, suppressed
 }
