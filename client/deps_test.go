@@ -7,7 +7,8 @@ import (
 )
 
 // TestDependencies: a workload that imports the client compiles grpc, protobuf and
-// the standard library, and of edgegate only the generated code and tls/tlsbase;
+// the standard library, and of edgegate only the generated code, tls/tlsbase and
+// internal/backoff (both the standard library only);
 // not the gateway's packages, pion/dtls or Prometheus (docs/client.md).
 func TestDependencies(t *testing.T) {
 	goCmd, err := exec.LookPath("go")
@@ -22,6 +23,7 @@ func TestDependencies(t *testing.T) {
 		"github.com/edgegate/edgegate/client",
 		"github.com/edgegate/edgegate/proto/edgegate/v1",
 		"github.com/edgegate/edgegate/tls/tlsbase",
+		"github.com/edgegate/edgegate/internal/backoff", // the standard library only
 		"google.golang.org/grpc",
 		"google.golang.org/protobuf",
 		"google.golang.org/genproto/googleapis/rpc",
