@@ -71,7 +71,7 @@ func TestBackoff(t *testing.T) {
 	for n := range 10 {
 		want := min(lo*float64(int(1)<<n), hi)
 		for range 50 {
-			d := float64(backoff(100e6, 1600e6, n))
+			d := float64(Backoff(100e6, 1600e6, n))
 			if d < want/2 || d > want {
 				t.Fatalf("attempt %d: %v not in [%v, %v]", n, d, want/2, want)
 			}

@@ -56,7 +56,7 @@ func (u *Uplink) commands(ctx context.Context, js jetstream.JetStream, nc *nats.
 		if ctx.Err() != nil {
 			return nil
 		}
-		d := backoff(u.cfg.ReconnectMin, u.cfg.ReconnectMax, attempt)
+		d := Backoff(u.cfg.ReconnectMin, u.cfg.ReconnectMax, attempt)
 		u.log.Warn("uplink: no command consumer; commands wait", "err", err, "retry_in", d.Round(time.Millisecond))
 		u.setError(err)
 		t := time.NewTimer(d)

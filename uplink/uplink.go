@@ -174,7 +174,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		if progressed || time.Since(start) > 5*u.cfg.ReconnectMax {
 			attempt = 0
 		}
-		d := backoff(u.cfg.ReconnectMin, u.cfg.ReconnectMax, attempt)
+		d := Backoff(u.cfg.ReconnectMin, u.cfg.ReconnectMax, attempt)
 		attempt++
 		u.log.Warn("uplink: hub connection ended; connecting again", "err", err, "in", d.Round(time.Millisecond))
 		t := time.NewTimer(d)
@@ -187,10 +187,11 @@ func (u *Uplink) Run(ctx context.Context) error {
 	}
 }
 
-// backoff is the wait before connection attempt n+1 after n failures: doubling
+// Backoff is the wait before connection attempt n+1 after n failures: doubling
 // from lo up to hi, each wait drawn at random from its upper half, so that a
-// fleet that lost its hub at once does not come back at once.
-func backoff(lo, hi time.Duration, n int) time.Duration {
+// fleet that lost its hub at once does not come back at once. The northbound
+// MQTT links wait the same way.
+func Backoff(lo, hi time.Duration, n int) time.Duration {
 	d := lo
 	for i := 0; i < n && d < hi; i++ {
 		d *= 2

@@ -12,12 +12,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/edgegate/edgegate/grpcapi"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	etls "github.com/edgegate/edgegate/tls"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -71,7 +71,8 @@ func (c *conn) dial() (*grpc.ClientConn, error) {
 	return grpc.NewClient(target, grpc.WithTransportCredentials(creds))
 }
 
-var jsonOut = protojson.MarshalOptions{UseProtoNames: true}
+// jsonOut is the gateway's one JSON form of its messages (grpcapi.JSON).
+var jsonOut = grpcapi.JSON
 
 func printJSON(w io.Writer, m proto.Message) error {
 	b, err := jsonOut.Marshal(m)
