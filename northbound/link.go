@@ -58,6 +58,7 @@ type Link struct {
 	url      string
 	tls      *tls.Config
 	consumer string
+	clientID string
 
 	acked   atomic.Uint64 // every selected message up to here is on the broker
 	savedAt time.Time     // when acked was last handed to the log (the forwarder's)
@@ -112,12 +113,13 @@ func New(o Options) (*Link, error) {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
-	if c.MQTT.ClientID == "" {
-		c.MQTT.ClientID = "edgegate-" + o.GatewayID + "-" + c.Name
+	clientID := c.MQTT.ClientID
+	if clientID == "" {
+		clientID = "edgegate-" + o.GatewayID + "-" + c.Name
 	}
 	l := &Link{
 		cfg: c, id: o.GatewayID, hub: o.Hub, jlog: o.Log, writer: o.Writer, log: o.Logger, m: o.Metrics,
-		match: match, topic: topic, url: url, tls: tc, consumer: ConsumerPrefix + c.Name,
+		match: match, topic: topic, url: url, tls: tc, consumer: ConsumerPrefix + c.Name, clientID: clientID,
 	}
 	if o.Log != nil {
 		// A new link starts with everything the log still holds, as the uplink does.
@@ -205,7 +207,7 @@ func (l *Link) session(ctx context.Context) (bool, error) {
 	}
 	opts := mqtt.NewClientOptions().
 		AddBroker(l.url).
-		SetClientID(m.ClientID).
+		SetClientID(l.clientID).
 		SetUsername(m.Username).
 		SetPassword(password).
 		// The link reconnects itself, from its acknowledged position: paho's own

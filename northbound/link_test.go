@@ -14,6 +14,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/bridge/journal"
+	"github.com/edgegate/edgegate/internal/mosquittotest"
 	"github.com/edgegate/edgegate/internal/testwait"
 	"github.com/edgegate/edgegate/northbound"
 	etls "github.com/edgegate/edgegate/tls"
@@ -185,22 +186,22 @@ func (st *streamer) end(t testing.TB) []uint64 {
 // what was in flight; then the link itself stops and a new one on the same log
 // goes on from its durable position.
 func TestBrokerRestartLosesNothing(t *testing.T) {
-	b := startMosquitto(t)
+	b := mosquittotest.Start(t)
 	s := newSite(t, t.TempDir())
 	sub := newSubscriber(t, b, "t/#")
-	l := s.link(testConfig(b.url()))
+	l := s.link(testConfig(b.URL()))
 	stop := run(t, l)
 
 	st := s.stream()
 	testwait.For(t, 20*time.Second, "the subscriber to get 200 messages", func() bool { return sub.distinct() >= 200 })
-	b.stop()
+	b.Stop()
 	testwait.For(t, 10*time.Second, "the link to notice the outage", func() bool { return !l.Status().Connected })
 	during := st.count()
 	testwait.For(t, 20*time.Second, "300 messages during the outage", func() bool { return st.count() >= during+300 })
 	if bl := l.Backlog(); bl < 300 {
 		t.Errorf("backlog %d while the broker is away, want at least 300", bl)
 	}
-	b.start()
+	b.Start()
 	atRestart := st.count()
 	testwait.For(t, 30*time.Second, "the backlog and 100 live messages after the restart", func() bool { return sub.distinct() >= atRestart+100 })
 	want := st.end(t)
@@ -223,7 +224,7 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 		t.Errorf("saved position %d, %v; want %d", pos, ok, last)
 	}
 	want = append(want, s.publish(200, 1000000)...)
-	l2 := s.link(testConfig(b.url()))
+	l2 := s.link(testConfig(b.URL()))
 	run(t, l2)
 	testwait.For(t, 20*time.Second, "the messages published while the link was stopped", func() bool { return sub.distinct() >= len(want) })
 	if r := sub.check(t, want); r != repeats {
@@ -234,10 +235,10 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 // TestMatchAndPosition: only what the match selects is published, and the
 // position still moves over what it skips.
 func TestMatchAndPosition(t *testing.T) {
-	b := startMosquitto(t)
+	b := mosquittotest.Start(t)
 	s := newSite(t, t.TempDir())
 	sub := newSubscriber(t, b, "t/#")
-	cfg := testConfig(b.url())
+	cfg := testConfig(b.URL())
 	cfg.Match = northbound.Match{Devices: []string{"fryer-1"}, Points: []string{"t*"}}
 	l := s.link(cfg)
 	run(t, l)
@@ -323,17 +324,17 @@ func (w *recordingWriter) list() []string {
 // gateway's write path; bad ones are refused and counted. Without a durable
 // log, the link streams the live messages.
 func TestCommandsJSON(t *testing.T) {
-	b := startMosquitto(t)
+	b := mosquittotest.Start(t)
 	s := newSite(t, "")
 	s.publish(4, 0) // the devices and points become known
-	cfg := testConfig(b.url())
+	cfg := testConfig(b.URL())
 	cfg.AcceptCommands = true
 	l := s.link(cfg)
 	run(t, l)
 	sub := newSubscriber(t, b, "t/#")
 	testwait.For(t, 10*time.Second, "the link to connect", func() bool { return l.Status().Connected })
 
-	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.url()).SetClientID("central"))
+	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("central"))
 	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect: %v", tok.Error())
 	}

@@ -1,114 +1,16 @@
 package northbound_test
 
 import (
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/edgegate/edgegate/internal/testwait"
+	"github.com/edgegate/edgegate/internal/mosquittotest"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 )
-
-const mosquittoBin = "/usr/sbin/mosquitto"
-
-// mosquitto is Debian's broker, run by a test on a port chosen with :0 and
-// stopped by its pid. Its persistence file keeps the test subscriber's session
-// (and what is queued for it) across a restart.
-type mosquitto struct {
-	t    testing.TB
-	dir  string
-	port int
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// startMosquitto starts mosquitto, or skips the test without it.
-func startMosquitto(t testing.TB) *mosquitto {
-	t.Helper()
-	if _, err := os.Stat(mosquittoBin); err != nil {
-		t.Skipf("%s not found (Debian package mosquitto): %v", mosquittoBin, err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	b := &mosquitto{t: t, dir: t.TempDir(), port: port}
-	conf := fmt.Sprintf(`listener %d 127.0.0.1
-allow_anonymous true
-persistence true
-persistence_location %s/
-max_queued_messages 0
-log_dest file %s/mosquitto.log
-`, port, b.dir, b.dir)
-	if os.Getuid() == 0 {
-		// As root, mosquitto would become the user mosquitto, which cannot
-		// write its log or persistence file in the test's directory.
-		conf += "user root\n"
-	}
-	if err := os.WriteFile(filepath.Join(b.dir, "mosquitto.conf"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.start()
-	t.Cleanup(func() {
-		b.stop()
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(b.dir, "mosquitto.log"))
-			t.Logf("mosquitto.log:\n%s", log)
-		}
-	})
-	return b
-}
-
-func (b *mosquitto) addr() string { return "127.0.0.1:" + strconv.Itoa(b.port) }
-func (b *mosquitto) url() string  { return "tcp://" + b.addr() }
-
-func (b *mosquitto) start() {
-	b.t.Helper()
-	b.cmd = exec.Command(mosquittoBin, "-c", filepath.Join(b.dir, "mosquitto.conf"))
-	if err := b.cmd.Start(); err != nil {
-		b.t.Fatal(err)
-	}
-	b.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) {
-		_ = cmd.Wait()
-		close(done)
-	}(b.cmd, b.done)
-	testwait.For(b.t, 10*time.Second, "mosquitto to listen on "+b.addr(), func() bool {
-		c, err := net.DialTimeout("tcp", b.addr(), 100*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	})
-}
-
-// stop ends mosquitto with SIGTERM (it saves its persistence file) and waits.
-func (b *mosquitto) stop() {
-	if b.cmd == nil {
-		return
-	}
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.done:
-	case <-time.After(10 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-b.done
-	}
-	b.cmd = nil
-}
 
 // subscriber is a persistent-session QoS 1 subscriber that records every JSON
 // message it receives, in order.
@@ -121,10 +23,10 @@ type subscriber struct {
 	seen map[uint64]bool
 }
 
-func newSubscriber(t testing.TB, b *mosquitto, filter string) *subscriber {
+func newSubscriber(t testing.TB, b *mosquittotest.Broker, filter string) *subscriber {
 	t.Helper()
 	s := &subscriber{seen: map[uint64]bool{}}
-	opts := mqtt.NewClientOptions().AddBroker(b.url()).SetClientID("test-sub").
+	opts := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("test-sub").
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(20 * time.Millisecond).SetMaxReconnectInterval(100 * time.Millisecond).
 		SetOrderMatters(true).SetResumeSubs(true)
