@@ -14,7 +14,9 @@ import (
 	"github.com/edgegate/edgegate/internal/gatewaytest"
 	"github.com/edgegate/edgegate/internal/mosquittotest"
 	"github.com/edgegate/edgegate/internal/testwait"
+	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
 	"github.com/edgegate/edgegate/protocols"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // TestNorthboundWired: what a device publishes reaches the external broker as
@@ -61,7 +63,9 @@ northbound:
 		return len(up) > 0
 	})
 	mu.Lock()
-	if len(up) != 1 || !strings.HasPrefix(up[0], `sites/site-7/pump/flow {"sequence":`) || !strings.Contains(up[0], `"double_value":21.5`) {
+	var m pb.Message
+	if topic, payload, _ := strings.Cut(up[0], " "); len(up) != 1 || topic != "sites/site-7/pump/flow" ||
+		protojson.Unmarshal([]byte(payload), &m) != nil || m.GetDevice() != "pump" || m.GetValue().GetDoubleValue() != 21.5 || m.GetSequence() == 0 {
 		t.Errorf("the broker got %q", up)
 	}
 	mu.Unlock()
