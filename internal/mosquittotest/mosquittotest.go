@@ -26,13 +26,28 @@ type Broker struct {
 	t    testing.TB
 	dir  string
 	port int
+	tls  bool
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-// Start starts mosquitto, or skips the test without it. It stops at the end
-// of the test (its log is printed when the test failed).
-func Start(t testing.TB) *Broker {
+// Options change the broker's one listener.
+type Options struct {
+	// CAFile, CertFile and KeyFile make the listener TLS; with CAFile a client
+	// certificate chaining to it is required.
+	CAFile, CertFile, KeyFile string
+	// Users are username and password pairs; with any, anonymous clients are
+	// refused. They are hashed with mosquitto_passwd (Debian package mosquitto).
+	Users map[string]string
+}
+
+// Start starts mosquitto with one plaintext listener for anonymous clients, or
+// skips the test without it. It stops at the end of the test (its log is
+// printed when the test failed).
+func Start(t testing.TB) *Broker { return StartWith(t, Options{}) }
+
+// StartWith is Start with a TLS listener, logins, or both.
+func StartWith(t testing.TB, o Options) *Broker {
 	t.Helper()
 	if _, err := os.Stat(Bin); err != nil {
 		t.Skipf("%s not found (Debian package mosquitto): %v", Bin, err)
@@ -43,14 +58,34 @@ func Start(t testing.TB) *Broker {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	b := &Broker{t: t, dir: t.TempDir(), port: port}
+	b := &Broker{t: t, dir: t.TempDir(), port: port, tls: o.CertFile != ""}
 	conf := fmt.Sprintf(`listener %d 127.0.0.1
-allow_anonymous true
 persistence true
 persistence_location %s/
 max_queued_messages 0
 log_dest file %s/mosquitto.log
 `, port, b.dir, b.dir)
+	if o.CertFile != "" {
+		conf += fmt.Sprintf("certfile %s\nkeyfile %s\n", o.CertFile, o.KeyFile)
+		if o.CAFile != "" {
+			conf += fmt.Sprintf("cafile %s\nrequire_certificate true\n", o.CAFile)
+		}
+	}
+	if len(o.Users) > 0 {
+		pw := filepath.Join(b.dir, "passwd")
+		for u, p := range o.Users {
+			args := []string{"-b", pw, u, p}
+			if _, err := os.Stat(pw); err != nil {
+				args = append([]string{"-c"}, args...)
+			}
+			if out, err := exec.Command("mosquitto_passwd", args...).CombinedOutput(); err != nil {
+				t.Skipf("mosquitto_passwd (Debian package mosquitto): %v: %s", err, out)
+			}
+		}
+		conf += "allow_anonymous false\npassword_file " + pw + "\n"
+	} else {
+		conf += "allow_anonymous true\n"
+	}
 	if os.Getuid() == 0 {
 		// As root, mosquitto would become the user mosquitto, which cannot
 		// write its log or persistence file in the test's directory.
@@ -73,8 +108,13 @@ log_dest file %s/mosquitto.log
 // Addr is the broker's host:port.
 func (b *Broker) Addr() string { return "127.0.0.1:" + strconv.Itoa(b.port) }
 
-// URL is tcp://host:port.
-func (b *Broker) URL() string { return "tcp://" + b.Addr() }
+// URL is tcp://host:port, or tls://host:port for a TLS listener.
+func (b *Broker) URL() string {
+	if b.tls {
+		return "tls://" + b.Addr()
+	}
+	return "tcp://" + b.Addr()
+}
 
 // Start starts a stopped broker again, on the same port and persistence file,
 // and waits until it listens.
