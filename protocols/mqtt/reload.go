@@ -24,8 +24,9 @@ func (a *Adapter) Reconfigure(ctx context.Context, pc protocols.Config) error {
 	cur := a.cur().cfg
 	if !reflect.DeepEqual(cur.Listeners, next.Listeners) || cur.MaxConnections != next.MaxConnections ||
 		cur.MaxInflight != next.MaxInflight || cur.ConnectTimeout != next.ConnectTimeout ||
-		cur.SessionExpiry != next.SessionExpiry || cur.MaxPacketSize != next.MaxPacketSize {
-		return fmt.Errorf("mqtt: listeners or connection limits changed: %w", protocols.ErrRestartRequired)
+		cur.SessionExpiry != next.SessionExpiry || cur.MaxPacketSize != next.MaxPacketSize ||
+		cur.Sparkplug != next.Sparkplug {
+		return fmt.Errorf("mqtt: listeners, connection limits or sparkplug changed: %w", protocols.ErrRestartRequired)
 	}
 	lv, err := newLive(next)
 	if err != nil {
