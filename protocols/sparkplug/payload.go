@@ -134,8 +134,11 @@ func (m *Metric) Decoded() (bridge.Value, error) { return m.DecodedAs(m.Datatype
 
 // DecodedAs is the metric's value typed by dt (the datatype of its BIRTH, for a DATA
 // metric that leaves it out), as in the package comment. A null metric (IsNull) has
-// no value: DecodedAs returns the zero Value and no error. A value field that does not
-// fit dt (a string for an Int32, 300 for a UInt8) is an error wrapping
+// no value: DecodedAs returns the zero Value and no error. The integer types of 32
+// bits and fewer are read from int_value, as the specification says, and also from
+// long_value, where some edge nodes put them (Eclipse Tahu's JavaScript library puts
+// a UInt32 there). A value field that does not fit dt (a string for an Int32, 300 for
+// a UInt8) is an error wrapping
 // ErrInvalidPayload; a datatype without a scalar value one wrapping
 // ErrUnsupportedType.
 func (m *Metric) DecodedAs(dt DataType) (bridge.Value, error) {
@@ -151,25 +154,36 @@ func (m *Metric) DecodedAs(dt DataType) (bridge.Value, error) {
 	r := m.raw
 	switch dt {
 	case pb.DataType_Int8, pb.DataType_Int16, pb.DataType_Int32:
-		v, ok := r.Value.(*pb.Payload_Metric_IntValue)
-		if !ok {
-			return bad()
-		}
 		bits := map[DataType]uint{pb.DataType_Int8: 8, pb.DataType_Int16: 16, pb.DataType_Int32: 32}[dt]
-		i, ok := signed(v.IntValue, bits)
-		if !ok {
-			return bad()
+		switch v := r.Value.(type) {
+		case *pb.Payload_Metric_IntValue:
+			if i, ok := signed(v.IntValue, bits); ok {
+				return bridge.Int(i), nil
+			}
+		case *pb.Payload_Metric_LongValue:
+			// Not the specification's field, but some edge nodes use it.
+			if i := int64(v.LongValue); i >= -1<<(bits-1) && i < 1<<(bits-1) {
+				return bridge.Int(i), nil
+			}
 		}
-		return bridge.Int(i), nil
+		return bad()
 	case pb.DataType_UInt8, pb.DataType_UInt16, pb.DataType_UInt32:
-		v, ok := r.Value.(*pb.Payload_Metric_IntValue)
-		if !ok {
+		max := map[DataType]uint64{pb.DataType_UInt8: math.MaxUint8, pb.DataType_UInt16: math.MaxUint16, pb.DataType_UInt32: math.MaxUint32}[dt]
+		var u uint64
+		switch v := r.Value.(type) {
+		case *pb.Payload_Metric_IntValue:
+			u = uint64(v.IntValue)
+		case *pb.Payload_Metric_LongValue:
+			// Eclipse Tahu's JavaScript payload library (sparkplug-payload 1.0.3)
+			// sends a UInt32 in long_value.
+			u = v.LongValue
+		default:
 			return bad()
 		}
-		if max := map[DataType]uint32{pb.DataType_UInt8: math.MaxUint8, pb.DataType_UInt16: math.MaxUint16, pb.DataType_UInt32: math.MaxUint32}[dt]; v.IntValue > max {
+		if u > max {
 			return bad()
 		}
-		return bridge.Uint(uint64(v.IntValue)), nil
+		return bridge.Uint(u), nil
 	case pb.DataType_Int64, pb.DataType_DateTime:
 		v, ok := r.Value.(*pb.Payload_Metric_LongValue)
 		if !ok {

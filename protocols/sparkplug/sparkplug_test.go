@@ -261,3 +261,38 @@ func TestRebirthRequest(t *testing.T) {
 		t.Fatalf("%+v %#v %v", m, v, err)
 	}
 }
+
+// Integers of 32 bits and fewer are also read from long_value, where some edge nodes
+// (Eclipse Tahu's JavaScript library, for UInt32) put them.
+func TestDecodeSmallIntsInLongValue(t *testing.T) {
+	minus5 := int64(-5)
+	cases := []struct {
+		dt   DataType
+		raw  uint64
+		want bridge.Value
+	}{
+		{pb.DataType_UInt32, math.MaxUint32, bridge.Uint(math.MaxUint32)},
+		{pb.DataType_UInt8, 7, bridge.Uint(7)},
+		{pb.DataType_Int16, uint64(minus5), bridge.Int(-5)},
+		{pb.DataType_Int32, math.MaxInt32, bridge.Int(math.MaxInt32)},
+		{pb.DataType_UInt32, math.MaxUint32 + 1, bridge.Value{}},
+		{pb.DataType_Int8, 128, bridge.Value{}},
+	}
+	for _, c := range cases {
+		b, _ := proto.Marshal(&pb.Payload{Metrics: []*pb.Payload_Metric{{
+			Name: proto.String("m"), Datatype: proto.Uint32(uint32(c.dt)), Value: &pb.Payload_Metric_LongValue{LongValue: c.raw},
+		}}})
+		p, err := Decode(b, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := p.Metrics[0].Decoded()
+		if c.want.IsZero() {
+			if !errors.Is(err, ErrInvalidPayload) {
+				t.Errorf("%s long_value %d: %#v, %v; want ErrInvalidPayload", c.dt, c.raw, v, err)
+			}
+		} else if err != nil || !v.Equal(c.want) {
+			t.Errorf("%s long_value %d: %#v, %v; want %#v", c.dt, c.raw, v, err, c.want)
+		}
+	}
+}
