@@ -15,7 +15,8 @@ var _ protocols.Reconfigurer = (*Adapter)(nil)
 // their access lists, anonymous access, topic patterns, configured devices, and the
 // payload and retained bounds are swapped whole; a connected client is checked
 // against the new access lists from its next packet on. Listeners, connection and
-// session limits need a new broker: those changes return ErrRestartRequired.
+// session limits, and the sparkplug section, need a new broker: those changes return
+// ErrRestartRequired.
 func (a *Adapter) Reconfigure(ctx context.Context, pc protocols.Config) error {
 	next, ok := pc.(*Config)
 	if !ok {

@@ -12,6 +12,7 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/protocols"
 	"github.com/edgegate/edgegate/protocols/sparkplug"
 	pb "github.com/edgegate/edgegate/protocols/sparkplug/sparkplugpb"
 )
@@ -239,5 +240,49 @@ func TestSparkplugAckAfterDisk(t *testing.T) {
 	j.release(0)
 	if !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
 		t.Fatalf("NBIRTH not acknowledged once on disk: %v", tok.Error())
+	}
+}
+
+// TestSparkplugStateOfflineAtStop: the host's retained STATE is online while the
+// broker serves and offline once the gateway shuts down, delivered to a subscriber
+// before the broker says goodbye.
+func TestSparkplugStateOfflineAtStop(t *testing.T) {
+	cfg := testConfig()
+	cfg.Sparkplug.Enabled = true
+	cfg.Sparkplug.HostID = "scada-1"
+	ad, err := cfg.New(protocols.Env{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ad.(*Adapter)
+	hub := bridge.NewHub(bridge.HubConfig{}, nil)
+	defer hub.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, hub.Ingest(bridge.ProtocolMQTT)) }()
+	select {
+	case <-a.Ready():
+	case <-time.After(waitTimeout):
+		t.Fatal("adapter not ready")
+	}
+	var app inbox
+	c, err := client3(t, a.Addrs()[0].String(), "app", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subscribe3(t, c, "spBv1.0/STATE/scada-1", &app)
+	app.wait(t, "spBv1.0/STATE/scada-1", func(m paho3.Message) bool { return strings.Contains(string(m.Payload()), `"online":true`) })
+	cancel()
+	app.wait(t, "spBv1.0/STATE/scada-1", func(m paho3.Message) bool {
+		return strings.HasPrefix(string(m.Payload()), `{"online":false,"timestamp":`)
+	})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("Run did not return")
 	}
 }

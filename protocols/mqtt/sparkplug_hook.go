@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -161,9 +162,27 @@ func (h *hook) requestRebirth(t sparkplug.Topic, reason string) {
 // online at start, offline at stop. The broker runs in the gateway's process, so a
 // will would never be sent before the broker itself is gone; the offline STATE is
 // published on shutdown instead (docs/sparkplug.md).
+//
+// Offline, it waits a moment (at most stateFlushWait) for the broker's writers to
+// send it to the subscribers before the broker closes their connections: mochi
+// queues a delivery, and closing a connection drops what is queued.
 func (a *Adapter) publishState(srv *mochi.Server, online bool) {
 	topic := sparkplug.StateTopic(a.cfg.Sparkplug.HostID)
+	subs := srv.Topics.Subscribers(topic)
+	want := atomic.LoadInt64(&srv.Info.MessagesSent) + int64(len(subs.Subscriptions)+len(subs.Shared))
 	if err := srv.Publish(topic, stateMessage(online, time.Now()), true, 1); err != nil {
 		a.log.Warn("mqtt: sparkplug STATE not published", "topic", topic, "online", online, "error", err)
+		return
+	}
+	if online {
+		return
+	}
+	for deadline := time.Now().Add(stateFlushWait); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if atomic.LoadInt64(&srv.Info.MessagesSent) >= want {
+			return
+		}
 	}
 }
+
+// stateFlushWait bounds the wait for the offline STATE to reach the subscribers.
+const stateFlushWait = 500 * time.Millisecond
