@@ -21,18 +21,26 @@ gateway: {id: store-0042, data_dir: /var/lib/edgegate}
 northbound:
   - name: uns
     mqtt: {url: "tls://broker.example:8883", client_id: store-0042, tls: {ca_file: ca.crt, cert_file: site.crt, key_file: site.key}, username: site, password_file: ` + secret + `, insecure: false}
-    match: {devices: ["*"], points: ["*"]}
-    format: json
-    topic: "sites/{gateway}/{device}/{point}"
+    match: {devices: ["*"], points: ["*"]}     # SubscribeRequest's filter
+    format: json                                # or sparkplug
+    sparkplug: {group: stores, edge_node: "{gateway}"}
+    topic: "sites/{gateway}/{device}/{point}"   # format json
     qos: 1
     accept_commands: true
   - name: local
     mqtt: {url: "tcp://127.0.0.1:1883"}
+  - name: spb
+    mqtt: {url: "tcp://127.0.0.1:1883"}
+    format: sparkplug
+    sparkplug: {group: stores}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Northbound) != 2 {
+	if sp := c.Northbound[2]; sp.Format != "sparkplug" || sp.Sparkplug.Group != "stores" || sp.Sparkplug.EdgeNode != "{gateway}" || sp.Topic != "" {
+		t.Errorf("northbound[2] = %+v", sp)
+	}
+	if len(c.Northbound) != 3 {
 		t.Fatalf("northbound = %+v", c.Northbound)
 	}
 	n := c.Northbound[0]
@@ -48,12 +56,13 @@ northbound:
 	}
 }
 
-// TestNorthboundProblems: each problem names its entry, line and key;
-// format sparkplug is refused, not ignored.
+// TestNorthboundProblems: each problem names its entry, line and key.
 func TestNorthboundProblems(t *testing.T) {
 	for name, tc := range map[string]struct{ yaml, want string }{
-		"sparkplug": {"northbound:\n  - name: uns\n    mqtt: {url: tcp://127.0.0.1:1883}\n    format: sparkplug\n    sparkplug: {group: stores, edge_node: \"{gateway}\"}\n",
-			`northbound "uns": line 4: format: sparkplug is not supported yet`},
+		"sparkplug group": {"northbound:\n  - name: uns\n    mqtt: {url: tcp://127.0.0.1:1883}\n    format: sparkplug\n",
+			`northbound "uns": line 2: sparkplug.group: required with format: sparkplug`},
+		"sparkplug node": {"gateway: {id: s}\nnorthbound:\n  - name: uns\n    mqtt: {url: tcp://127.0.0.1:1883}\n    format: sparkplug\n    sparkplug: {group: g, edge_node: \"a/{gateway}\"}\n",
+			`northbound "uns": line 6: sparkplug.edge_node: "a/{gateway}" is "a/s"`},
 		"format":    {"northbound:\n  - name: uns\n    mqtt: {url: tcp://127.0.0.1:1883}\n    format: xml\n", `northbound "uns": line 4: format: "xml" is not json or sparkplug`},
 		"plaintext": {"northbound:\n  - name: uns\n    mqtt:\n      url: tcp://broker.example:1883\n", `northbound "uns": line 4: mqtt.url: plaintext to a non-loopback address: broker.example:1883`},
 		"no url":    {"northbound:\n  - name: uns\n    mqtt: {client_id: x}\n", `northbound "uns": line 3: mqtt.url: required`},
@@ -68,8 +77,6 @@ func TestNorthboundProblems(t *testing.T) {
 		"scheme":      {"northbound:\n  - name: uns\n    mqtt: {url: 'ws://127.0.0.1:1883'}\n", `mqtt.url: scheme "ws" is not tcp or tls`},
 		"password":    {"northbound:\n  - name: uns\n    mqtt: {url: tls://b:8883, username: u, password_file: /nonexistent/secret}\n", `mqtt.password_file: stat /nonexistent/secret`},
 		"unknown key": {"northbound:\n  - name: uns\n    mqtt: {url: tcp://127.0.0.1:1883, password: x}\n", "field password not found"},
-		"sparkplug keys with json": {"northbound:\n  - name: uns\n    mqtt: {url: tcp://127.0.0.1:1883}\n    sparkplug: {group: g}\n",
-			`line 4: sparkplug: only with format: sparkplug`},
 	} {
 		_, err := config.Parse([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

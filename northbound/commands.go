@@ -7,10 +7,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/edgegate/edgegate/grpcapi"
 	"github.com/edgegate/edgegate/protocols/payload"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // commandQueue bounds the commands received and not yet run; beyond it a
@@ -27,13 +24,17 @@ const commandTimeout = 5 * time.Second
 // false, a string, or {"value": ...}); it becomes a write of that point
 // through grpcapi.Write, the Write RPC's checks and path. The broker's delivery
 // is acknowledged on receipt: a command runs at most once.
-func (l *Link) commands(ctx context.Context, in <-chan mqtt.Message) {
+func (l *Link) commands(ctx context.Context, in <-chan mqtt.Message, sp *spNode) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case msg := <-in:
-			l.command(ctx, msg.Topic(), msg.Payload())
+			if sp != nil {
+				l.spWrite(ctx, msg.Topic(), msg.Payload(), sp)
+			} else {
+				l.command(ctx, msg.Topic(), msg.Payload())
+			}
 		}
 	}
 }
@@ -50,19 +51,7 @@ func (l *Link) command(ctx context.Context, topic string, raw []byte) {
 		l.refuse(topic, "payload", err)
 		return
 	}
-	wctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
-	err = grpcapi.Write(wctx, l.writer, device, point, r.Value)
-	switch status.Code(err) {
-	case codes.OK:
-		l.m.commands.WithLabelValues(l.cfg.Name, "accepted").Inc()
-		l.log.Info("northbound: command written", "name", l.cfg.Name, "device", device, "point", point, "value", r.Value.String())
-	case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.PermissionDenied:
-		l.refuse(topic, "write", err)
-	default:
-		l.m.commands.WithLabelValues(l.cfg.Name, "failed").Inc()
-		l.log.Warn("northbound: command failed", "name", l.cfg.Name, "device", device, "point", point, "err", err)
-	}
+	l.write(ctx, topic, device, point, r.Value)
 }
 
 // refuse counts and logs a command that is not run.

@@ -26,7 +26,7 @@ type Config struct {
 	// Match selects the messages sent, as a Subscribe request's filter does.
 	// Empty: everything.
 	Match Match `yaml:"match"`
-	// Format is json (the default) or sparkplug (not in this build yet).
+	// Format is json (the default) or sparkplug (a Sparkplug B edge node).
 	Format string `yaml:"format"`
 	// Sparkplug names the Sparkplug B group and edge node (format sparkplug).
 	Sparkplug *Sparkplug `yaml:"sparkplug"`
@@ -83,10 +83,16 @@ type Match struct {
 	Labels    map[string]string `yaml:"labels"`
 }
 
-// Sparkplug is `northbound[].sparkplug`.
+// Sparkplug is `northbound[].sparkplug`: the node's group id, and its edge
+// node id ({gateway} is the gateway's id; the default).
 type Sparkplug struct {
 	Group    string `yaml:"group"`
 	EdgeNode string `yaml:"edge_node"`
+}
+
+// spToken reports whether s can be one level of a Sparkplug topic.
+func spToken(s string) bool {
+	return s != "" && !strings.ContainsAny(s, "/+#\x00")
 }
 
 // Formats.
@@ -105,6 +111,14 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Topic == "" && c.Format == FormatJSON {
 		c.Topic = DefaultTopic
+	}
+	if c.Format == FormatSparkplug {
+		if c.Sparkplug == nil {
+			c.Sparkplug = &Sparkplug{}
+		}
+		if c.Sparkplug.EdgeNode == "" {
+			c.Sparkplug.EdgeNode = "{gateway}"
+		}
 	}
 	if c.QoS == nil {
 		q := 1
@@ -152,14 +166,30 @@ func (c *Config) Validate(gatewayID string) []Problem {
 	}
 	switch c.Format {
 	case FormatJSON:
-		if c.Sparkplug != nil {
-			add("sparkplug", "only with format: sparkplug")
-		}
+		// A sparkplug section is allowed (the contract's example has both) and
+		// is used only with format sparkplug.
 		if _, err := parseTemplate(c.Topic); err != nil {
 			add("topic", "%v", err)
 		}
 	case FormatSparkplug:
-		add("format", "sparkplug is not supported yet in this build (use json)")
+		// topic is used only with format json; Sparkplug's topics are
+		// spBv1.0/{group}/<type>/{edge_node}[/<device>].
+		if c.Topic != "" {
+			if _, err := parseTemplate(c.Topic); err != nil {
+				add("topic", "%v", err)
+			}
+		}
+		sp := c.Sparkplug
+		if sp == nil || sp.Group == "" {
+			add("sparkplug.group", "required with format: sparkplug")
+		} else if !spToken(sp.Group) {
+			add("sparkplug.group", "%q: one topic level, without '/', '+', '#'", sp.Group)
+		}
+		if sp != nil {
+			if node := strings.ReplaceAll(sp.EdgeNode, "{gateway}", gatewayID); !spToken(node) {
+				add("sparkplug.edge_node", "%q is %q, which is not one topic level without '/', '+', '#'", sp.EdgeNode, node)
+			}
+		}
 	default:
 		add("format", "%q is not json or sparkplug", c.Format)
 	}

@@ -1,6 +1,8 @@
 // Package northbound streams the gateway's messages to external MQTT brokers
 // (docs/northbound.md): each `northbound:` entry is a Link with its own match,
-// topic template and broker.
+// broker and format: json (one message a reading on a topic template) or
+// sparkplug (a Sparkplug B edge node, sparkplug.go, with protocols/sparkplug's
+// encoder).
 //
 // A link is fed by a subscription to the hub with its match. With the durable
 // log (gateway.data_dir) it is a durable consumer, northbound-<name>: what is

@@ -26,6 +26,10 @@ type forwarder struct {
 	l      *Link
 	client mqtt.Client
 	fail   context.CancelCauseFunc
+	// sp is the Sparkplug edge node (format sparkplug), nil for json; rebirth
+	// asks it for its births again (an NCMD).
+	sp      *spNode
+	rebirth <-chan struct{}
 
 	slots   chan struct{} // a token per publish in flight
 	pending chan flight   // publishes in order, for the collector
@@ -70,7 +74,7 @@ func (f *forwarder) run(sctx, ctx context.Context) error {
 		defer close(collected)
 		f.collect(stop)
 	}()
-	err := f.send(sctx)
+	err := f.loop(sctx)
 	if sctx.Err() != nil {
 		err = nil // the session's cause says why
 	}
@@ -103,9 +107,14 @@ func (f *forwarder) inFlight() int {
 	return f.inflight
 }
 
-// send is the sender loop.
-func (f *forwarder) send(ctx context.Context) error {
+// loop is the sender loop.
+func (f *forwarder) loop(ctx context.Context) error {
 	l := f.l
+	if f.sp != nil {
+		if err := f.sp.births(ctx, f); err != nil {
+			return err
+		}
+	}
 	start := l.acked.Load()
 	f.mu.Lock()
 	f.done = start
@@ -116,8 +125,19 @@ func (f *forwarder) send(ctx context.Context) error {
 	}
 	defer func() { sub.s.Close() }()
 	buf := make([]*bridge.Message, 0, readBatch)
-	qos := byte(*l.cfg.QoS)
 	for {
+		if f.sp != nil {
+			select {
+			case <-f.rebirth:
+				if err := f.sp.births(ctx, f); err != nil {
+					return err
+				}
+			default:
+			}
+			if err := f.sp.deviceStates(ctx, f); err != nil {
+				return err
+			}
+		}
 		// Next returns only what the match selects, and waits for it: a
 		// deadline lets the position move over what it skipped meanwhile.
 		nctx, cancel := context.WithTimeout(ctx, skipInterval)
@@ -150,7 +170,13 @@ func (f *forwarder) send(ctx context.Context) error {
 			}
 		}
 		for _, m := range batch {
-			if err := f.publish(ctx, m, qos); err != nil {
+			var err error
+			if f.sp != nil {
+				err = f.sp.data(ctx, f, m)
+			} else {
+				err = f.publish(ctx, m)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -158,8 +184,8 @@ func (f *forwarder) send(ctx context.Context) error {
 	}
 }
 
-// publish sends one message within the in-flight window.
-func (f *forwarder) publish(ctx context.Context, m *bridge.Message, qos byte) error {
+// publish sends one message in the json format.
+func (f *forwarder) publish(ctx context.Context, m *bridge.Message) error {
 	l := f.l
 	payload, err := grpcapi.AppendJSON(nil, m)
 	if err != nil {
@@ -167,7 +193,14 @@ func (f *forwarder) publish(ctx context.Context, m *bridge.Message, qos byte) er
 		l.log.Error("northbound: a message does not encode; skipped", "name", l.cfg.Name, "seq", m.Sequence, "device", m.Device, "point", m.Point, "err", err)
 		return nil
 	}
-	topic := l.topic.expand(l.id, m.Device, m.Point)
+	return f.send(ctx, l.topic.expand(l.id, m.Device, m.Point), payload, m.Sequence)
+}
+
+// send publishes within the in-flight window. seq is the message's sequence,
+// or 0 for a publish of the format's own (a Sparkplug birth or death), which
+// moves no position.
+func (f *forwarder) send(ctx context.Context, topic string, payload []byte, seq uint64) error {
+	l := f.l
 	select {
 	case f.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -177,9 +210,9 @@ func (f *forwarder) publish(ctx context.Context, m *bridge.Message, qos byte) er
 	f.inflight++
 	f.mu.Unlock()
 	// paho keeps payload until the broker has it: a fresh slice each time.
-	tok := f.client.Publish(topic, qos, false, payload)
+	tok := f.client.Publish(topic, byte(*l.cfg.QoS), false, payload)
 	l.m.inFlight.WithLabelValues(l.cfg.Name).Inc()
-	f.pending <- flight{seq: m.Sequence, size: len(payload), tok: tok} // never blocks: we hold a slot
+	f.pending <- flight{seq: seq, size: len(payload), tok: tok} // never blocks: we hold a slot
 	return nil
 }
 

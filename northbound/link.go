@@ -13,6 +13,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/grpcapi"
+	"github.com/edgegate/edgegate/protocols/sparkplug"
 	"github.com/edgegate/edgegate/uplink"
 )
 
@@ -64,6 +65,7 @@ type Link struct {
 	savedAt time.Time     // when acked was last handed to the log (the forwarder's)
 
 	mu        sync.Mutex
+	bdSeq     uint64 // the next Sparkplug session's
 	connected bool
 	since     time.Time
 	lastErr   string
@@ -90,9 +92,11 @@ func New(o Options) (*Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	topic, err := parseTemplate(c.Topic)
-	if err != nil {
-		return nil, err
+	var topic *template
+	if c.Format == FormatJSON {
+		if topic, err = parseTemplate(c.Topic); err != nil {
+			return nil, err
+		}
 	}
 	url, err := c.MQTT.dialURL()
 	if err != nil {
@@ -227,6 +231,11 @@ func (l *Link) session(ctx context.Context) (bool, error) {
 	if l.tls != nil {
 		opts.SetTLSConfig(l.tls)
 	}
+	var sp *spNode
+	if l.cfg.Format == FormatSparkplug {
+		sp = newSpNode(l)
+		opts.SetBinaryWill(sp.topic(sparkplug.NDEATH, ""), sp.death(), 1, false)
+	}
 	client := mqtt.NewClient(opts)
 	tok := client.Connect()
 	if !waitToken(sctx, tok, m.ConnectTimeout+time.Second) || tok.Error() != nil {
@@ -242,16 +251,27 @@ func (l *Link) session(ctx context.Context) (bool, error) {
 	defer client.Disconnect(100)
 
 	var wg sync.WaitGroup
-	if l.cfg.AcceptCommands {
-		cmds := make(chan mqtt.Message, commandQueue)
-		filter := l.topic.setFilter(l.id)
-		st := client.Subscribe(filter, 1, func(_ mqtt.Client, msg mqtt.Message) {
-			select {
-			case cmds <- msg:
-			default:
-				l.refuse(msg.Topic(), "queue full", fmt.Errorf("%d commands waiting", commandQueue))
-			}
-		})
+	cmds := make(chan mqtt.Message, commandQueue)
+	rebirth := make(chan struct{}, 1)
+	subs := map[string]mqtt.MessageHandler{}
+	queue := func(_ mqtt.Client, msg mqtt.Message) {
+		select {
+		case cmds <- msg:
+		default:
+			l.refuse(msg.Topic(), "queue full", fmt.Errorf("%d commands waiting", commandQueue))
+		}
+	}
+	if sp != nil {
+		spHandler := func(_ mqtt.Client, msg mqtt.Message) { l.spCommand(msg, rebirth, cmds) }
+		subs[sp.topic(sparkplug.NCMD, "")] = spHandler
+		if l.cfg.AcceptCommands {
+			subs[sp.topic(sparkplug.DCMD, "+")] = spHandler
+		}
+	} else if l.cfg.AcceptCommands {
+		subs[l.topic.setFilter(l.id)] = queue
+	}
+	for filter, h := range subs {
+		st := client.Subscribe(filter, 1, h)
 		if !waitToken(sctx, st, m.AckTimeout) || st.Error() != nil {
 			err := st.Error()
 			if err == nil {
@@ -259,18 +279,25 @@ func (l *Link) session(ctx context.Context) (bool, error) {
 			}
 			return false, fmt.Errorf("subscribing to %s: %w", filter, err)
 		}
+	}
+	if len(subs) > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.commands(sctx, cmds)
+			l.commands(sctx, cmds, sp)
 		}()
 	}
 	l.setConnected(true)
 	defer l.setConnected(false)
 	l.log.Info("northbound: connected to the broker", "name", l.cfg.Name, "url", l.url, "acked", l.acked.Load())
-	f := &forwarder{l: l, client: client, fail: cancel}
+	f := &forwarder{l: l, client: client, fail: cancel, sp: sp, rebirth: rebirth}
 	if err := f.run(sctx, ctx); err != nil {
 		cancel(err)
+	}
+	if sp != nil && ctx.Err() != nil && client.IsConnectionOpen() {
+		// A clean stop: the node says so itself (the will is for the rest).
+		t := client.Publish(sp.topic(sparkplug.NDEATH, ""), 1, false, sp.death())
+		t.WaitTimeout(time.Second)
 	}
 	cancel(nil)
 	wg.Wait()

@@ -1,0 +1,174 @@
+package northbound_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/internal/mosquittotest"
+	"github.com/edgegate/edgegate/internal/testwait"
+	"github.com/edgegate/edgegate/northbound"
+	"github.com/edgegate/edgegate/protocols/sparkplug"
+	spb "github.com/edgegate/edgegate/protocols/sparkplug/sparkplugpb"
+)
+
+// spHost records what a Sparkplug host application would see.
+type spHost struct {
+	c  mqtt.Client
+	mu sync.Mutex
+	in []spMsg
+}
+
+type spMsg struct {
+	topic sparkplug.Topic
+	p     *sparkplug.Payload
+}
+
+func newSpHost(t *testing.T, b *mosquittotest.Broker) *spHost {
+	t.Helper()
+	h := &spHost{}
+	h.c = mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("host").SetOrderMatters(true))
+	if tok := h.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	t.Cleanup(func() { h.c.Disconnect(0) })
+	if tok := h.c.Subscribe("spBv1.0/stores/+/#", 1, func(_ mqtt.Client, m mqtt.Message) {
+		tp, err := sparkplug.ParseTopic(m.Topic())
+		p, perr := sparkplug.Decode(m.Payload(), 0)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if err != nil || perr != nil {
+			t.Errorf("%s: %v %v", m.Topic(), err, perr)
+			return
+		}
+		if tp.Type == sparkplug.NCMD || tp.Type == sparkplug.DCMD {
+			return // the host's own
+		}
+		h.in = append(h.in, spMsg{tp, p})
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	return h
+}
+
+// since returns what arrived from index i on, once there are at least n.
+func (h *spHost) wait(t *testing.T, from, n int) []spMsg {
+	t.Helper()
+	testwait.For(t, 10*time.Second, fmt.Sprintf("%d Sparkplug messages", n), func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.in) >= from+n
+	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]spMsg(nil), h.in[from:]...)
+}
+
+// kinds says, per message, its type, device, seq and metrics (name or alias,
+// historical mark).
+func kinds(ms []spMsg) string {
+	var out []string
+	for _, m := range ms {
+		s := string(m.topic.Type)
+		if m.topic.Device != "" {
+			s += " " + m.topic.Device
+		}
+		var names []string
+		for _, x := range m.p.Metrics {
+			n := x.Name
+			if n == "" {
+				n = fmt.Sprintf("#%d", x.Alias)
+			}
+			if x.IsHistorical {
+				n += "(h)"
+			}
+			names = append(names, n)
+		}
+		out = append(out, fmt.Sprintf("%s seq %d [%s]", s, m.p.Seq, strings.Join(names, " ")))
+	}
+	return strings.Join(out, "; ")
+}
+
+// TestSparkplugEdgeNode: births with every matched point, the backlog as
+// historical DDATA by alias, a new DBIRTH when a device gains a point, a rebirth
+// on an NCMD, a DCMD as a write, the NDEATH with the session's bdSeq at a stop.
+func TestSparkplugEdgeNode(t *testing.T) {
+	b := mosquittotest.Start(t)
+	s := newSite(t, t.TempDir())
+	s.publish(4, 0) // fryer-1 temp, fryer-2 temp, fryer-1 oil, fryer-2 oil: before the session
+	h := newSpHost(t, b)
+	cfg := testConfig(b.URL())
+	cfg.Topic = ""
+	cfg.Format = northbound.FormatSparkplug
+	cfg.Sparkplug = &northbound.Sparkplug{Group: "stores"}
+	cfg.AcceptCommands = true
+	l := s.link(cfg)
+	stop := run(t, l)
+
+	got := h.wait(t, 0, 7)
+	want := "NBIRTH seq 0 [bdSeq Node Control/Rebirth]; DBIRTH fryer-1 seq 1 [oil temp]; DBIRTH fryer-2 seq 2 [oil temp]; " +
+		"DDATA fryer-1 seq 3 [#1(h)]; DDATA fryer-2 seq 4 [#2(h)]; DDATA fryer-1 seq 5 [#3(h)]; DDATA fryer-2 seq 6 [#4(h)]"
+	if k := kinds(got[:7]); k != want {
+		t.Errorf("session start:\n got %s\nwant %s", k, want)
+	}
+	if got[0].topic.EdgeNode != gatewayID || got[0].topic.Group != "stores" {
+		t.Errorf("NBIRTH topic %+v", got[0].topic)
+	}
+	if v, _ := got[0].p.Metrics[0].Decoded(); v.String() != "0" {
+		t.Errorf("bdSeq %v", v)
+	}
+
+	// A point the device did not have: a new DBIRTH first.
+	m := &bridge.Message{Device: "fryer-1", Point: "level", Value: bridge.Double(0.5)}
+	if err := s.ingest.Publish(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	got = h.wait(t, 7, 2)
+	if k := kinds(got[:2]); k != "DBIRTH fryer-1 seq 7 [level oil temp]; DDATA fryer-1 seq 8 [#5]" {
+		t.Errorf("new point: %s", k)
+	}
+
+	// A rebirth request.
+	if tok := h.c.Publish("spBv1.0/stores/NCMD/"+gatewayID, 1, false, sparkplug.RebirthRequest(time.Now())); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	got = h.wait(t, 9, 3)
+	if k := kinds(got[:3]); !strings.HasPrefix(k, "NBIRTH seq 0 [bdSeq Node Control/Rebirth]; DBIRTH fryer-1 seq 1 [level oil temp]; DBIRTH fryer-2 seq 2 [oil temp]") {
+		t.Errorf("rebirth: %s", k)
+	}
+	alias := uint64(0)
+	for _, x := range got[1].p.Metrics {
+		if x.Name == "temp" {
+			alias = x.Alias
+		}
+	}
+
+	// A DCMD by alias is a write of fryer-1's temp.
+	cmd, err := sparkplug.Encode(&sparkplug.Payload{Timestamp: time.Now(), Metrics: []sparkplug.Metric{
+		{Alias: alias, HasAlias: true, Datatype: spb.DataType_Int64, Value: bridge.Int(42)},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := h.c.Publish("spBv1.0/stores/DCMD/"+gatewayID+"/fryer-1", 1, false, cmd); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	testwait.For(t, 10*time.Second, "the DCMD's write", func() bool { return len(s.writer.list()) == 1 })
+	if w := s.writer.list(); w[0] != "fryer-1/temp=42" {
+		t.Errorf("writes %q", w)
+	}
+
+	// A clean stop: NDEATH with the session's bdSeq.
+	n := len(h.wait(t, 0, 12))
+	stop()
+	got = h.wait(t, n, 1)
+	if got[0].topic.Type != sparkplug.NDEATH {
+		t.Errorf("at the stop: %s", kinds(got))
+	} else if v, _ := got[0].p.Metrics[0].Decoded(); v.String() != "0" {
+		t.Errorf("NDEATH bdSeq %v", v)
+	}
+}
