@@ -31,7 +31,11 @@ type spMsg struct {
 func newSpHost(t *testing.T, b *mosquittotest.Broker) *spHost {
 	t.Helper()
 	h := &spHost{}
-	h.c = mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("host").SetOrderMatters(true))
+	// A persistent session that reconnects: what the node publishes while the
+	// host is away after a broker restart waits for it.
+	h.c = mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("host").SetOrderMatters(true).
+		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
+		SetConnectRetryInterval(20 * time.Millisecond).SetMaxReconnectInterval(100 * time.Millisecond).SetResumeSubs(true))
 	if tok := h.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
@@ -170,5 +174,57 @@ func TestSparkplugEdgeNode(t *testing.T) {
 		t.Errorf("at the stop: %s", kinds(got))
 	} else if v, _ := got[0].p.Metrics[0].Decoded(); v.String() != "0" {
 		t.Errorf("NDEATH bdSeq %v", v)
+	}
+}
+
+// TestSparkplugBrokerRestart: after the broker comes back, a new session
+// (bdSeq one more) births again and sends what was published meanwhile as
+// historical DDATA, in order.
+func TestSparkplugBrokerRestart(t *testing.T) {
+	b := mosquittotest.Start(t)
+	s := newSite(t, t.TempDir())
+	h := newSpHost(t, b)
+	cfg := testConfig(b.URL())
+	cfg.Topic = ""
+	cfg.Format = northbound.FormatSparkplug
+	cfg.Sparkplug = &northbound.Sparkplug{Group: "stores"}
+	l := s.link(cfg)
+	run(t, l)
+	s.publish(2, 0)
+	h.wait(t, 0, 5) // NBIRTH, DBIRTH fryer-1, DDATA, DBIRTH fryer-2, DDATA
+	b.Stop()
+	testwait.For(t, 10*time.Second, "the link to notice the outage", func() bool { return !l.Status().Connected })
+	s.publish(4, 10)
+	b.Start()
+	// The broker publishes the lost session's will (NDEATH, bdSeq 0) to the
+	// host, perhaps more than once; then the new session.
+	var deaths []uint64
+	testwait.For(t, 10*time.Second, "the new session's NBIRTH", func() bool {
+		return strings.Contains(kinds(h.wait(t, 5, 1)), "NBIRTH")
+	})
+	got := h.wait(t, 5, 1)
+	for len(got) > 0 && got[0].topic.Type == sparkplug.NDEATH {
+		v, _ := got[0].p.Metrics[0].Decoded()
+		d, _ := v.AsUint()
+		deaths = append(deaths, d)
+		got = got[1:]
+	}
+	n := 5 + len(deaths)
+	got = h.wait(t, n, 7)
+	want := "NBIRTH seq 0 [bdSeq Node Control/Rebirth]; DBIRTH fryer-1 seq 1 [oil temp]; DBIRTH fryer-2 seq 2 [oil temp]; " +
+		"DDATA fryer-1 seq 3 [#1(h)]; DDATA fryer-2 seq 4 [#2(h)]; DDATA fryer-1 seq 5 [#3(h)]; DDATA fryer-2 seq 6 [#4(h)]"
+	if k := kinds(got[:7]); k != want {
+		t.Errorf("after the restart:\n got %s\nwant %s", k, want)
+	}
+	v, _ := got[0].p.Metrics[0].Decoded()
+	bd, _ := v.AsUint()
+	t.Logf("NDEATH bdSeqs %v, then NBIRTH bdSeq %d", deaths, bd)
+	if bd < 1 {
+		t.Errorf("bdSeq of the new session %d", bd)
+	}
+	for _, d := range deaths {
+		if d >= bd {
+			t.Errorf("an NDEATH with bdSeq %d came before the NBIRTH with %d", d, bd)
+		}
 	}
 }
