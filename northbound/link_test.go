@@ -37,9 +37,12 @@ type site struct {
 }
 
 func newSite(t testing.TB, dir string) *site {
+	return newSiteWith(t, dir, bridge.HubConfig{})
+}
+
+func newSiteWith(t testing.TB, dir string, hc bridge.HubConfig) *site {
 	t.Helper()
 	s := &site{t: t, writer: &recordingWriter{}, reg: prometheus.NewRegistry()}
-	hc := bridge.HubConfig{}
 	if dir != "" {
 		j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{Sync: journal.SyncBatch})
 		if err != nil {
@@ -372,4 +375,29 @@ func TestCommandsJSON(t *testing.T) {
 	want := s.publish(20, 100)
 	testwait.For(t, 10*time.Second, "the live messages", func() bool { return sub.distinct() >= 20 })
 	sub.check(t, want)
+}
+
+// TestMemoryModeOutageLoses: without a durable log the link streams from the
+// hub's memory; an outage longer than it holds loses the oldest messages,
+// counted in lost_total, and the link goes on with what the hub still has.
+func TestMemoryModeOutageLoses(t *testing.T) {
+	b := mosquittotest.Start(t)
+	s := newSiteWith(t, "", bridge.HubConfig{Retain: 64, QueueSize: 32})
+	sub := newSubscriber(t, b, "t/#")
+	l := s.link(testConfig(b.URL()))
+	run(t, l)
+	testwait.For(t, 10*time.Second, "the link to connect", func() bool { return l.Status().Connected })
+	first := s.publish(10, 0)
+	testwait.For(t, 10*time.Second, "the first messages", func() bool { return sub.distinct() >= 10 })
+	b.Stop()
+	testwait.For(t, 10*time.Second, "the link to notice the outage", func() bool { return !l.Status().Connected })
+	during := s.publish(200, 100)
+	b.Start()
+	kept := during[len(during)-64:] // what the hub's memory still holds
+	testwait.For(t, 20*time.Second, "what the hub still held", func() bool { return sub.distinct() >= len(first)+len(kept) })
+	testwait.For(t, 10*time.Second, "the position to reach the end", func() bool { return l.Acked() == during[len(during)-1] })
+	sub.check(t, append(first, kept...))
+	if st := l.Status(); st.Lost != 200-64 {
+		t.Errorf("lost %d, want %d", st.Lost, 200-64)
+	}
 }
