@@ -173,7 +173,12 @@ func (n *spNode) dbirth(ctx context.Context, f *forwarder, device string) error 
 	p.Seq = n.nextSeq()
 	b, err := sparkplug.Encode(p)
 	if err != nil {
-		return fmt.Errorf("DBIRTH of %q: %w", device, err)
+		// Not possible with the types InferType gives; it must not stall the
+		// link: the device stays unborn and its messages are skipped.
+		n.l.log.Error("northbound: a DBIRTH does not encode; the device's messages are skipped", "name", n.l.cfg.Name, "device", device, "err", err)
+		delete(n.devices, device)
+		n.seq = p.Seq // not sent
+		return nil
 	}
 	return f.send(ctx, n.topic(sparkplug.DBIRTH, device), b, 0)
 }
@@ -213,11 +218,16 @@ func (n *spNode) data(ctx context.Context, f *forwarder, m *bridge.Message) erro
 		if err := n.dbirth(ctx, f, m.Device); err != nil {
 			return err
 		}
+		if n.devices[m.Device] == nil {
+			return nil // its DBIRTH did not encode
+		}
 	}
 	pt.last = m
-	b, err := sparkplug.Encode(&sparkplug.Payload{Timestamp: time.Now(), HasSeq: true, Seq: n.nextSeq(),
+	seq := n.nextSeq()
+	b, err := sparkplug.Encode(&sparkplug.Payload{Timestamp: time.Now(), HasSeq: true, Seq: seq,
 		Metrics: []sparkplug.Metric{n.metric(m.Point, pt, m, true)}})
 	if err != nil {
+		n.seq = seq // not sent: no gap for the host to see
 		n.l.log.Error("northbound: a message does not encode as Sparkplug; skipped", "name", n.l.cfg.Name, "seq", m.Sequence, "device", m.Device, "point", m.Point, "err", err)
 		return nil
 	}
