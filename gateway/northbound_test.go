@@ -24,7 +24,7 @@ import (
 // through the gateway's write path, and /status and /metrics show the link.
 func TestNorthboundWired(t *testing.T) {
 	b := mosquittotest.Start(t)
-	g := gatewaytest.StartYAML(t, fmt.Sprintf(`
+	yaml := fmt.Sprintf(`
 gateway: {id: site-7, data_dir: %s, shutdown_timeout: 5s}
 grpc: {listen: 127.0.0.1:0}
 http: {listen: 127.0.0.1:0}
@@ -35,7 +35,8 @@ northbound:
     match: {devices: ["pump"]}
     topic: "sites/{gateway}/{device}/{point}"
     accept_commands: true
-`, t.TempDir(), b.URL())).Gateway
+`, t.TempDir(), b.URL())
+	g := gatewaytest.StartYAML(t, yaml).Gateway
 
 	var mu sync.Mutex
 	var up, down []string
@@ -119,5 +120,14 @@ northbound:
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+
+	// A reload of the same file changes nothing; a changed link needs a restart.
+	if res, err := g.Reload(t.Context(), gatewaytest.Parse(t, yaml)); err != nil || len(res.NeedsRestart) != 0 {
+		t.Errorf("reload of the same config: %+v, %v", res, err)
+	}
+	changed := strings.Replace(yaml, "sites/{gateway}", "uns/{gateway}", 1)
+	if res, err := g.Reload(t.Context(), gatewaytest.Parse(t, changed)); err != nil || strings.Join(res.NeedsRestart, ",") != "northbound" {
+		t.Errorf("reload with another topic: %+v, %v", res, err)
 	}
 }
