@@ -29,7 +29,8 @@ import (
 //     backlog drained after an outage) is flagged is_historical.
 //   - A device that gains a point, or whose point changes datatype, is born again
 //     (a new DBIRTH with all its points). A device the hub sees disconnected gets
-//     a DDEATH and is born again with its next message.
+//     a DDEATH and is born again (all its points, the same aliases) with its next
+//     message.
 //   - An NCMD with Node Control/Rebirth true brings NBIRTH and every DBIRTH
 //     again; a DCMD (with accept_commands) writes its metrics through
 //     grpcapi.Write.
@@ -72,6 +73,7 @@ func (n *spNode) pointOf(device string, alias uint64) string {
 
 type spDevice struct {
 	points map[string]*spPoint
+	dead   bool // a DDEATH was sent: the next message births it again
 }
 
 type spPoint struct {
@@ -205,7 +207,7 @@ func (n *spNode) data(ctx context.Context, f *forwarder, m *bridge.Message) erro
 	if d != nil {
 		pt = d.points[m.Point]
 	}
-	if d == nil || pt == nil || pt.dt != dt {
+	if d == nil || d.dead || pt == nil || pt.dt != dt {
 		if d == nil {
 			d = &spDevice{points: map[string]*spPoint{}}
 			n.devices[m.Device] = d
@@ -214,7 +216,7 @@ func (n *spNode) data(ctx context.Context, f *forwarder, m *bridge.Message) erro
 			pt = &spPoint{alias: n.newAlias(m.Device, m.Point)}
 			d.points[m.Point] = pt
 		}
-		pt.dt, pt.last = dt, m
+		pt.dt, pt.last, d.dead = dt, m, false
 		if err := n.dbirth(ctx, f, m.Device); err != nil {
 			return err
 		}
@@ -242,10 +244,11 @@ func (n *spNode) deviceStates(ctx context.Context, f *forwarder) error {
 	}
 	n.checked = time.Now()
 	for _, info := range n.l.hub.Devices(nil) {
-		if _, born := n.devices[info.ID]; !born || info.State != bridge.StateDisconnected {
+		d := n.devices[info.ID]
+		if d == nil || d.dead || info.State != bridge.StateDisconnected {
 			continue
 		}
-		delete(n.devices, info.ID)
+		d.dead = true
 		b, err := sparkplug.Encode(&sparkplug.Payload{Timestamp: time.Now(), HasSeq: true, Seq: n.nextSeq()})
 		if err != nil {
 			return err

@@ -166,8 +166,25 @@ func TestSparkplugEdgeNode(t *testing.T) {
 		t.Errorf("writes %q", w)
 	}
 
-	// A clean stop: NDEATH with the session's bdSeq.
+	// A device the hub sees disconnected: DDEATH; its next reading births it again.
 	n := len(h.wait(t, 0, 12))
+	s.ingest.State("fryer-2", bridge.StateDisconnected, nil)
+	got = h.wait(t, n, 1)
+	if k := kinds(got[:1]); k != "DDEATH fryer-2 seq 3 []" {
+		t.Errorf("disconnected: %s", k)
+	}
+	s.ingest.State("fryer-2", bridge.StateConnected, nil)
+	m = &bridge.Message{Device: "fryer-2", Point: "oil", Value: bridge.Int(170)}
+	if err := s.ingest.Publish(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	got = h.wait(t, n+1, 2)
+	if k := kinds(got[:2]); k != "DBIRTH fryer-2 seq 4 [oil temp]; DDATA fryer-2 seq 5 [#"+fmt.Sprint(got[0].p.Metrics[0].Alias)+"]" {
+		t.Errorf("back: %s", k)
+	}
+
+	// A clean stop: NDEATH with the session's bdSeq.
+	n = len(h.wait(t, 0, n+3))
 	stop()
 	got = h.wait(t, n, 1)
 	if got[0].topic.Type != sparkplug.NDEATH {
@@ -196,35 +213,45 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	testwait.For(t, 10*time.Second, "the link to notice the outage", func() bool { return !l.Status().Connected })
 	s.publish(4, 10)
 	b.Start()
-	// The broker publishes the lost session's will (NDEATH, bdSeq 0) to the
-	// host, perhaps more than once; then the new session.
-	var deaths []uint64
-	testwait.For(t, 10*time.Second, "the new session's NBIRTH", func() bool {
-		return strings.Contains(kinds(h.wait(t, 5, 1)), "NBIRTH")
-	})
-	got := h.wait(t, 5, 1)
-	for len(got) > 0 && got[0].topic.Type == sparkplug.NDEATH {
-		v, _ := got[0].p.Metrics[0].Decoded()
-		d, _ := v.AsUint()
-		deaths = append(deaths, d)
-		got = got[1:]
+	// The host's persistent session gets what mosquitto had in flight to it
+	// again, and the lost session's will (NDEATH, bdSeq 0), perhaps twice; then
+	// the new session, from its NBIRTH with bdSeq 1.
+	isNew := func(m spMsg) bool {
+		if m.topic.Type != sparkplug.NBIRTH {
+			return false
+		}
+		v, _ := m.p.Metrics[0].Decoded()
+		bd, _ := v.AsUint()
+		return bd >= 1
 	}
-	n := 5 + len(deaths)
-	got = h.wait(t, n, 7)
+	var got []spMsg
+	testwait.For(t, 10*time.Second, "the new session's births and data", func() bool {
+		all := h.wait(t, 5, 0)
+		for i, m := range all {
+			if isNew(m) {
+				got = all[i:]
+				return len(got) >= 7
+			}
+		}
+		return false
+	})
 	want := "NBIRTH seq 0 [bdSeq Node Control/Rebirth]; DBIRTH fryer-1 seq 1 [oil temp]; DBIRTH fryer-2 seq 2 [oil temp]; " +
 		"DDATA fryer-1 seq 3 [#1(h)]; DDATA fryer-2 seq 4 [#2(h)]; DDATA fryer-1 seq 5 [#3(h)]; DDATA fryer-2 seq 6 [#4(h)]"
 	if k := kinds(got[:7]); k != want {
 		t.Errorf("after the restart:\n got %s\nwant %s", k, want)
 	}
-	v, _ := got[0].p.Metrics[0].Decoded()
-	bd, _ := v.AsUint()
-	t.Logf("NDEATH bdSeqs %v, then NBIRTH bdSeq %d", deaths, bd)
-	if bd < 1 {
-		t.Errorf("bdSeq of the new session %d", bd)
-	}
-	for _, d := range deaths {
-		if d >= bd {
-			t.Errorf("an NDEATH with bdSeq %d came before the NBIRTH with %d", d, bd)
+	var deaths []string
+	for _, m := range h.wait(t, 5, 0) {
+		if isNew(m) {
+			break
 		}
+		if m.topic.Type == sparkplug.NDEATH {
+			v, _ := m.p.Metrics[0].Decoded()
+			deaths = append(deaths, v.String())
+		}
+	}
+	t.Logf("before the new session: NDEATH with bdSeq %v", deaths)
+	if len(deaths) == 0 || deaths[0] != "0" {
+		t.Errorf("the lost session's NDEATH: %v", deaths)
 	}
 }
