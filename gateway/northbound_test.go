@@ -115,7 +115,7 @@ northbound:
 	for _, want := range []string{
 		`edgegate_northbound_connected{name="uns"} 1`, `edgegate_northbound_published_total{name="uns"} 1`,
 		`edgegate_northbound_backlog_messages{name="uns"} 0`, `edgegate_northbound_commands_total{name="uns",outcome="accepted"} 1`,
-		`edgegate_northbound_reconnects_total{name="uns"} 0`,
+		`edgegate_northbound_reconnects_total{name="uns"} 0`, `edgegate_consumer_lag{consumer="northbound-uns"} 0`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
