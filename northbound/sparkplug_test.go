@@ -2,6 +2,8 @@ package northbound_test
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -254,4 +256,87 @@ func TestSparkplugBrokerRestart(t *testing.T) {
 	if len(deaths) == 0 || deaths[0] != "0" {
 		t.Errorf("the lost session's NDEATH: %v", deaths)
 	}
+}
+
+// cutter is a TCP proxy in front of the broker whose connections the test can
+// cut, as a network that fails would: no DISCONNECT reaches the broker.
+type cutter struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newCutter(t *testing.T, target string) *cutter {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cutter{ln: ln, target: target}
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			c.mu.Lock()
+			c.conns = append(c.conns, in, out)
+			c.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		c.cut()
+	})
+	return c
+}
+
+func (c *cutter) url() string { return "tcp://" + c.ln.Addr().String() }
+
+func (c *cutter) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	c.conns = nil
+}
+
+// TestSparkplugWill: when the link's connection fails, the broker publishes
+// its will, the NDEATH with the session's bdSeq; the link's next session
+// births with the next bdSeq.
+func TestSparkplugWill(t *testing.T) {
+	b := mosquittotest.Start(t)
+	s := newSite(t, "")
+	h := newSpHost(t, b)
+	p := newCutter(t, b.Addr())
+	cfg := testConfig(p.url())
+	cfg.Topic = ""
+	cfg.Format = northbound.FormatSparkplug
+	cfg.Sparkplug = &northbound.Sparkplug{Group: "stores"}
+	cfg.MQTT.KeepAlive = time.Second // mosquitto notices a silent peer within 1.5 keep-alives
+	l := s.link(cfg)
+	run(t, l)
+	h.wait(t, 0, 1) // NBIRTH
+	p.cut()
+	bdSeq := func(m spMsg) string { v, _ := m.p.Metrics[0].Decoded(); return v.String() }
+	var death, birth bool
+	testwait.For(t, 10*time.Second, "the will and a new birth", func() bool {
+		for _, m := range h.wait(t, 1, 0) {
+			switch {
+			case m.topic.Type == sparkplug.NDEATH && bdSeq(m) == "0":
+				death = true
+			case m.topic.Type == sparkplug.NBIRTH && bdSeq(m) != "0":
+				birth = true
+			}
+		}
+		return death && birth
+	})
 }
