@@ -219,8 +219,9 @@ func (l *Link) session(ctx context.Context) (bool, error) {
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetCleanSession(true).
-		// Commands are queued by the handler, which must not block paho.
-		SetOrderMatters(false).
+		// Commands reach the handler in the order they arrive; it only queues
+		// them (never blocking paho, whose reader also handles the PUBACKs).
+		SetOrderMatters(true).
 		SetConnectTimeout(m.ConnectTimeout).
 		SetKeepAlive(m.KeepAlive).
 		SetPingTimeout(min(m.KeepAlive, 10*time.Second)).
