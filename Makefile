@@ -23,7 +23,7 @@ help:
 	@echo "build  - build edgegate, edgesim and edgebench into $(BIN)/"
 	@echo "test   - unit, end-to-end and interop tests with the race detector"
 	@echo "lint   - gofmt, go vet, staticcheck"
-	@echo "proto  - regenerate proto/edgegate/v1 from gateway.proto (needs protoc)"
+	@echo "proto  - regenerate proto/edgegate/v1 (gateway.proto) and protocols/sparkplug/sparkplugpb (sparkplug_b.proto); needs protoc"
 	@echo "clients - regenerate the TypeScript and Python stubs in clients/ (needs protoc, npm)"
 	@echo "bench  - throughput, latency and memory against mosquitto, memory and data_dir; prints a table (BENCHFLAGS='--only durable' for the durable shapes)"
 	@echo "demo   - the gateway (examples/demo/edgegate.yaml), simulated MQTT, CoAP, Modbus and OPC UA devices, the live stream"
@@ -72,6 +72,10 @@ proto:
 	  --go_out=paths=source_relative:proto \
 	  --go-grpc_out=paths=source_relative:proto \
 	  proto/edgegate/v1/gateway.proto
+	PATH="$$(dirname $$($(GO) tool -n protoc-gen-go)):$$PATH" \
+	protoc -I protocols/sparkplug/sparkplugpb \
+	  --go_out=paths=source_relative:protocols/sparkplug/sparkplugpb \
+	  protocols/sparkplug/sparkplugpb/sparkplug_b.proto
 
 # Stubs for other languages, from the same gateway.proto (committed, like the Go
 # code): TypeScript with @bufbuild/protoc-gen-es (npm, pinned in clients/), Python

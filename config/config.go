@@ -37,6 +37,9 @@ type Config struct {
 	Journal Journal `yaml:"journal"`
 	// Uplink is the fleet uplink (uplink.go); nil without an uplink section.
 	Uplink *Uplink `yaml:"uplink"`
+	// Northbound are the streams to external MQTT brokers (northbound.go;
+	// docs/northbound.md).
+	Northbound []Northbound `yaml:"northbound"`
 	// Tunnels are TLS listeners each forwarding to a plain TCP device port (tls.go).
 	Tunnels []etls.TunnelConfig `yaml:"tunnels"`
 	// Functions are the edge functions (package functions; docs/functions.md).
@@ -57,6 +60,9 @@ type Config struct {
 	source map[string]*strings.Builder
 	// devices are the `devices:` entries as the registry sees them (limits.go).
 	devices []Device
+	// northboundNode is the `northbound:` list as written, for the lines of
+	// its problems.
+	northboundNode *yaml.Node
 }
 
 // Gateway is the `gateway:` section.
@@ -202,6 +208,11 @@ func ParseContext(ctx context.Context, b []byte) (*Config, error) {
 		case "uplink":
 			c.Uplink = &Uplink{}
 			err = protocols.DecodeStrict(val, c.Uplink)
+		case "northbound":
+			if err = protocols.DecodeStrict(val, &c.Northbound); err != nil {
+				c.Northbound = nil // half decoded: checking it would only add noise
+			}
+			c.northboundNode = val
 		case "tunnels":
 			err = protocols.DecodeStrict(val, &c.Tunnels)
 		case "functions":
@@ -221,7 +232,7 @@ func ParseContext(ctx context.Context, b []byte) (*Config, error) {
 			}
 			newCfg, ok := protocols.Lookup(key)
 			if !ok {
-				err = fmt.Errorf("line %d: unknown key (known: gateway, grpc, http, journal, uplink, tunnels, functions, reporting, profiles, devices, %s)", doc.Content[i].Line, strings.Join(protocols.Names(), ", "))
+				err = fmt.Errorf("line %d: unknown key (known: gateway, grpc, http, journal, uplink, northbound, tunnels, functions, reporting, profiles, devices, %s)", doc.Content[i].Line, strings.Join(protocols.Names(), ", "))
 				break
 			}
 			pc := newCfg()
@@ -375,6 +386,7 @@ func (c *Config) validate() Problems {
 	}
 	probs = append(probs, c.validateJournal()...)
 	probs = append(probs, c.validateUplink()...)
+	probs = append(probs, c.validateNorthbound()...)
 	probs = append(probs, c.validateReporting()...)
 	if g.Retain < 0 || g.SubscriberQueue < 0 || g.MaxDevices < 0 || g.MaxPointsPerDevice < 0 {
 		add(errors.New("gateway: retain, subscriber_queue, max_devices and max_points_per_device must not be negative"))

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edgegate/edgegate/northbound"
 	"log/slog"
 	"net"
 	"net/http"
@@ -44,15 +45,17 @@ var Version = "dev"
 
 // Gateway is one running edgegate.
 type Gateway struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	hub      *bridge.Hub
-	journal  *journal.Journal // nil without a durable log
-	uplink   *fleetUplink     // nil without an uplink section (uplink.go)
-	tls      *etls.Store      // every certificate, re-read when its files change (tls.go)
-	tunnels  []*etls.Tunnel
-	adapters adapterSet
+	cfg     *config.Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	hub     *bridge.Hub
+	journal *journal.Journal // nil without a durable log
+	uplink  *fleetUplink     // nil without an uplink section (uplink.go)
+	// northbound are the MQTT links to external brokers (northbound.go).
+	northbound []*northbound.Link
+	tls        *etls.Store // every certificate, re-read when its files change (tls.go)
+	tunnels    []*etls.Tunnel
+	adapters   adapterSet
 	// functions run between the adapters and the hub (package functions).
 	functions *functions.Pipeline
 	// reloadMetrics count config reloads.
@@ -134,6 +137,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		g.route(a.protocol, a)
 	}
 	if err := g.newUplink(cfg); err != nil {
+		g.closeJournal()
+		return nil, err
+	}
+	if err := g.newNorthbound(cfg); err != nil {
 		g.closeJournal()
 		return nil, err
 	}
@@ -306,6 +313,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	// The fleet uplink after the hub and the adapters, and stopped before them.
 	stopUplink := g.startUplink(fail)
+	stopNorthbound := g.startNorthbound(fail)
 	// Tunnels after the adapters, and stopped before them.
 	stopTunnels := g.serveTunnels(fail)
 
@@ -374,6 +382,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	end := time.Now().Add(cfg.Gateway.ShutdownTimeout)
 	left := func() time.Duration { return max(time.Until(end), 0) }
 	stopTunnels()
+	stopNorthbound()
 	stopUplink()
 	if !g.adapters.stopAll(left()) {
 		g.log.Error("adapters did not stop in time", "timeout", cfg.Gateway.ShutdownTimeout)

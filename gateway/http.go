@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"github.com/edgegate/edgegate/northbound"
 	"net/http"
 	"time"
 
@@ -77,6 +78,8 @@ type statusPage struct {
 	LastSequence uint64         `json:"last_sequence"`
 	Devices      []statusDevice `json:"devices"`
 	Uplink       *uplinkStatus  `json:"uplink,omitempty"`
+	// Northbound are the MQTT links to external brokers (northbound.go).
+	Northbound []northbound.Status `json:"northbound,omitempty"`
 }
 
 func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
@@ -89,6 +92,7 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 		Protocols:    []string{},
 		Devices:      []statusDevice{},
 		Uplink:       g.uplinkStatusPtr(),
+		Northbound:   g.northboundStatus(),
 	}
 	for _, a := range g.adapters.all() {
 		p.Protocols = append(p.Protocols, a.name)

@@ -116,12 +116,13 @@ func (g *Gateway) Reload(ctx context.Context, next *config.Config) (ReloadResult
 		return ReloadResult{}, fmt.Errorf("%w: %w", ErrReloadRefused, err)
 	}
 	for name, same := range map[string]bool{
-		"gateway": reflect.DeepEqual(cur.Gateway, next.Gateway),
-		"grpc":    reflect.DeepEqual(cur.GRPC, next.GRPC),
-		"http":    reflect.DeepEqual(cur.HTTP, next.HTTP),
-		"journal": reflect.DeepEqual(cur.Journal, next.Journal),
-		"uplink":  reflect.DeepEqual(cur.Uplink, next.Uplink),
-		"tunnels": reflect.DeepEqual(cur.Tunnels, next.Tunnels),
+		"gateway":    reflect.DeepEqual(cur.Gateway, next.Gateway),
+		"grpc":       reflect.DeepEqual(cur.GRPC, next.GRPC),
+		"http":       reflect.DeepEqual(cur.HTTP, next.HTTP),
+		"journal":    reflect.DeepEqual(cur.Journal, next.Journal),
+		"uplink":     reflect.DeepEqual(cur.Uplink, next.Uplink),
+		"northbound": reflect.DeepEqual(cur.Northbound, next.Northbound),
+		"tunnels":    reflect.DeepEqual(cur.Tunnels, next.Tunnels),
 	} {
 		if !same {
 			res.NeedsRestart = append(res.NeedsRestart, name)

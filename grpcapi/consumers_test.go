@@ -122,6 +122,8 @@ func TestConsumersBelongToIdentities(t *testing.T) {
 	wantCode(t, "delete twice", err, codes.NotFound)
 	_, err = dash.DeleteConsumer(ctx, &pb.DeleteConsumerRequest{Consumer: "uplink-acked"})
 	wantCode(t, "delete of the gateway's own", err, codes.InvalidArgument)
+	_, err = dash.Ack(ctx, &pb.AckRequest{Consumer: "northbound-uns", Sequence: 3})
+	wantCode(t, "Ack of a northbound link's position", err, codes.InvalidArgument)
 
 	// Idle for the TTL, fryer-display expires; a use just before keeps it.
 	clk.add(ttl - time.Second)

@@ -404,15 +404,30 @@ func (s *Server) Write(ctx context.Context, req *pb.WriteRequest) (*pb.WriteResp
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	if err := Write(ctx, s.hub, req.GetDevice(), req.GetPoint(), v); err != nil {
+		return nil, err
+	}
+	return &pb.WriteResponse{Device: req.GetDevice(), Point: req.GetPoint(), RequestId: req.GetRequestId()}, nil
+}
+
+// Write is the gateway's one write path, the Write RPC's and every other way in
+// that sets a point (the northbound MQTT links' commands): it checks the names
+// and the value as the RPC does, then routes the write through w (the hub). Its
+// errors are gRPC statuses: INVALID_ARGUMENT for a write no device can take,
+// else what the hub's error maps to.
+func Write(ctx context.Context, w bridge.Writer, device, point string, v bridge.Value) error {
+	if err := checkRef(device, point); err != nil {
+		return err
+	}
 	if d, ok := v.AsDouble(); ok && (math.IsNaN(d) || math.IsInf(d, 0)) {
 		// No register or node takes it as a setpoint, and adapters would convert it
 		// to an integer type each in its own undefined way.
-		return nil, status.Errorf(codes.InvalidArgument, "device %q point %q: %v is not a value a device can be set to", req.GetDevice(), req.GetPoint(), d)
+		return status.Errorf(codes.InvalidArgument, "device %q point %q: %v is not a value a device can be set to", device, point, d)
 	}
-	if err := s.hub.Write(ctx, req.GetDevice(), req.GetPoint(), v); err != nil {
-		return nil, hubStatus(err)
+	if err := w.Write(ctx, device, point, v); err != nil {
+		return hubStatus(err)
 	}
-	return &pb.WriteResponse{Device: req.GetDevice(), Point: req.GetPoint(), RequestId: req.GetRequestId()}, nil
+	return nil
 }
 
 // checkRef refuses a device or point name that no device can have (the rules of
@@ -436,14 +451,24 @@ func checkRef(device, point string) error {
 // (the uplink's positions): a client may not read or move them.
 const ReservedConsumerPrefix = "uplink"
 
+// NorthboundConsumerPrefix starts the durable consumers of the northbound MQTT
+// links (northbound-<name>), the gateway's own too.
+const NorthboundConsumerPrefix = "northbound-"
+
+// Reserved reports whether a durable consumer is the gateway's own: clients may
+// not use, move or list it, and it never expires.
+func Reserved(name string) bool {
+	return strings.HasPrefix(name, ReservedConsumerPrefix) || strings.HasPrefix(name, NorthboundConsumerPrefix)
+}
+
 // checkConsumer refuses a consumer RPC without the durable log
 // (FAILED_PRECONDITION) or with a name a client may not use (INVALID_ARGUMENT).
 func (s *Server) checkConsumer(name string) error {
 	if s.consumers == nil {
 		return status.Error(codes.FailedPrecondition, "durable consumers need the durable log: set gateway.data_dir")
 	}
-	if strings.HasPrefix(name, ReservedConsumerPrefix) {
-		return status.Errorf(codes.InvalidArgument, "consumer: names starting with %q are the gateway's own", ReservedConsumerPrefix)
+	if Reserved(name) {
+		return status.Errorf(codes.InvalidArgument, "consumer: names starting with %q or %q are the gateway's own", ReservedConsumerPrefix, NorthboundConsumerPrefix)
 	}
 	if err := s.consumers.CheckConsumer(name); err != nil {
 		return status.Errorf(codes.InvalidArgument, "consumer: %v", err)
@@ -474,7 +499,7 @@ func (s *Server) consumerStatus(name string, err error) error {
 // stays on disk until the next one, but no client can see or use it.
 func (s *Server) expireConsumers() {
 	gone := s.consumers.ExpireConsumers(s.now().Add(-s.ttl), func(name string) bool {
-		return strings.HasPrefix(name, ReservedConsumerPrefix)
+		return Reserved(name)
 	})
 	if len(gone) > 0 {
 		s.expired.Add(float64(len(gone)))
@@ -487,7 +512,7 @@ func (s *Server) expireConsumers() {
 func (s *Server) clientConsumers(owner string) []journal.ConsumerInfo {
 	var out []journal.ConsumerInfo
 	for _, c := range s.consumers.ListConsumers() {
-		if !strings.HasPrefix(c.Name, ReservedConsumerPrefix) && (owner == "" || c.Owner == "" || c.Owner == owner) {
+		if !Reserved(c.Name) && (owner == "" || c.Owner == "" || c.Owner == owner) {
 			out = append(out, c)
 		}
 	}

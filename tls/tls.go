@@ -183,6 +183,19 @@ func CheckListener(address string, hasTLS, insecure bool) error {
 	return fmt.Errorf("%w: %s; configure tls, listen on 127.0.0.1, or set insecure: true", ErrPlaintext, address)
 }
 
+// ErrPlaintextPeer is wrapped by CheckPeer's refusal.
+var ErrPlaintextPeer = errors.New("plaintext to a non-loopback address")
+
+// CheckPeer is CheckListener's rule for the client side: the gateway does not
+// dial a peer that is not on loopback (a broker, a hub) in plaintext unless
+// insecure is set. address is host:port.
+func CheckPeer(address string, hasTLS, insecure bool) error {
+	if hasTLS || insecure || tlsbase.IsLocal(address) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s; use TLS (a tls:// url or a tls section), a loopback address, or set insecure: true", ErrPlaintextPeer, address)
+}
+
 // WarnInsecure logs, once per call, a listener that CheckListener let through only
 // because its config says insecure: true. Call it once per listener at start.
 func WarnInsecure(log *slog.Logger, key, address string, hasTLS bool) {

@@ -31,5 +31,10 @@ func TestCheckListener(t *testing.T) {
 		if err != nil && !errors.Is(err, ErrPlaintext) {
 			t.Errorf("error %v does not wrap ErrPlaintext", err)
 		}
+		// The client side's rule is the same.
+		err = CheckPeer(c.addr, c.tls, c.insecure)
+		if got := err != nil; got != c.wantRefused || err != nil && !errors.Is(err, ErrPlaintextPeer) {
+			t.Errorf("CheckPeer(%q, tls=%v, insecure=%v) = %v, want refused=%v", c.addr, c.tls, c.insecure, err, c.wantRefused)
+		}
 	}
 }

@@ -14,8 +14,20 @@ import (
 
 	"github.com/edgegate/edgegate/bridge"
 	pb "github.com/edgegate/edgegate/proto/edgegate/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
+
+// JSON is the gateway's one JSON form of its gRPC messages (protojson with the
+// proto's field names): `edgegate tail --json` prints a Message with it, and the
+// northbound MQTT links' json format publishes one (AppendJSON).
+var JSON = protojson.MarshalOptions{UseProtoNames: true}
+
+// AppendJSON appends the JSON form of a message, as `edgegate tail --json`
+// prints it, to b.
+func AppendJSON(b []byte, m *bridge.Message) ([]byte, error) {
+	return JSON.MarshalAppend(b, ToProto(m))
+}
 
 // ToProto converts a bridge message to its wire form. The labels map is shared,
 // not copied: both sides treat it as read-only. A zero source or gateway time (a

@@ -43,7 +43,7 @@ type options struct {
 }
 
 // sections in the order they run; each protocol's lives in its own file.
-var sections = []string{"throughput", "latency", "memory", "journal", "uplink", "modbus", "opcua", "coap", "tls", "functions", "client", "priority", "durable", "profiles"}
+var sections = []string{"throughput", "latency", "memory", "journal", "uplink", "northbound", "modbus", "opcua", "coap", "tls", "functions", "client", "priority", "durable", "profiles"}
 
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("edgebench", flag.ContinueOnError)
@@ -217,6 +217,9 @@ func bench(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	}
 	if o.runs("uplink") && ctx.Err() == nil {
 		e.uplinkSection(ctx)
+	}
+	if o.runs("northbound") && ctx.Err() == nil {
+		e.northboundSection(ctx)
 	}
 	if o.runs("modbus") && ctx.Err() == nil {
 		e.modbusSection(ctx)

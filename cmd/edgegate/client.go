@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"flag"
 	"fmt"
+	"github.com/edgegate/edgegate/bridge/pbconv"
 	"io"
 	"strconv"
 	"strings"
@@ -17,7 +18,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -71,7 +71,8 @@ func (c *conn) dial() (*grpc.ClientConn, error) {
 	return grpc.NewClient(target, grpc.WithTransportCredentials(creds))
 }
 
-var jsonOut = protojson.MarshalOptions{UseProtoNames: true}
+// jsonOut is the gateway's one JSON form of its messages (pbconv.JSON).
+var jsonOut = pbconv.JSON
 
 func printJSON(w io.Writer, m proto.Message) error {
 	b, err := jsonOut.Marshal(m)

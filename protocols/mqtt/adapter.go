@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -49,6 +50,10 @@ type Adapter struct {
 	tlsConfs []*tls.Config // per listener; nil for tcp
 	sinkMu   sync.Mutex
 	sink     protocols.Sink // Run's, for declaring devices a reload adds
+
+	// sp is the Sparkplug B host application, nil unless mqtt.sparkplug.enabled
+	// (sparkplug.go).
+	sp *spHost
 
 	running  atomic.Bool
 	srv      atomic.Pointer[mochi.Server]
@@ -146,6 +151,11 @@ func newAdapter(cfg *Config, env protocols.Env) (*Adapter, error) {
 		}
 		a.tlsConfs = append(a.tlsConfs, tc)
 	}
+	if cfg.Sparkplug.Enabled {
+		spm := newSpMetrics()
+		a.sp = newSpHost(cfg.Sparkplug, spm)
+		a.metrics.collectables = append(a.metrics.collectables, spm.collectors(a.sp)...)
+	}
 	if err := a.metrics.register(env.Metrics); err != nil {
 		return nil, fmt.Errorf("mqtt: registering metrics: %w", err)
 	}
@@ -235,6 +245,9 @@ func (a *Adapter) Run(ctx context.Context, sink protocols.Sink) error {
 		_ = srv.Close()
 		return fmt.Errorf("mqtt: %w", err)
 	}
+	if a.sp != nil {
+		a.publishState(srv, true) // before the count below: it does not count against max_retained either
+	}
 	// Serve has retained the $SYS topics; they do not count against max_retained.
 	h.sysRetained.Store(int64(srv.Topics.Retained.Len()))
 	a.srv.Store(srv)
@@ -256,6 +269,11 @@ func (a *Adapter) Run(ctx context.Context, sink protocols.Sink) error {
 
 	<-ctx.Done()
 	a.srv.Store(nil)
+	if a.sp != nil {
+		// The host application goes offline with the broker: edge nodes still
+		// connected see it before the broker says goodbye (docs/sparkplug.md).
+		a.publishState(srv, false)
+	}
 	// Server.Close closes each listener (see listener.Close: DISCONNECT under a
 	// deadline, then every connection closed and its goroutine waited for), stops
 	// mochi's event loop and the hooks. The acker runs until then: acks that become
@@ -331,7 +349,9 @@ func (a *Adapter) recovered(srv *mochi.Server, c *conn) {
 }
 
 // Write publishes a value on devices/{device}/{point}/set, as text (Value.String),
-// or raw for bytes, with QoS 1 and without retain.
+// or raw for bytes, with QoS 1 and without retain. To a Sparkplug device (one an
+// edge node's BIRTH declared) it publishes a DCMD, or an NCMD for a node's own
+// metric, with the metric's name and datatype from the BIRTH, QoS 0 (sparkplug.go).
 func (a *Adapter) Write(ctx context.Context, device, point string, v bridge.Value) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -350,13 +370,23 @@ func (a *Adapter) Write(ctx context.Context, device, point string, v bridge.Valu
 		return fmt.Errorf("mqtt: write: device %q: point %q: no value", device, point)
 	}
 	topic := writeTopic(device, point)
-	subs := srv.Topics.Subscribers(topic)
-	if len(subs.Subscriptions) == 0 && len(subs.Shared) == 0 && len(subs.InlineSubscriptions) == 0 {
-		return fmt.Errorf("%w: %s", ErrNoSubscriber, topic)
-	}
 	body := []byte(v.String())
 	if b, ok := v.AsBytes(); ok {
 		body = b
+	}
+	qos := byte(1)
+	if a.sp != nil {
+		switch t, b, err := a.sp.command(device, point, v, time.Now()); {
+		case err == nil:
+			// NCMD and DCMD are QoS 0 (Sparkplug 3.0).
+			topic, body, qos = t, b, 0
+		case !errors.Is(err, errNotSparkplugDevice):
+			return err
+		}
+	}
+	subs := srv.Topics.Subscribers(topic)
+	if len(subs.Subscriptions) == 0 && len(subs.Shared) == 0 && len(subs.InlineSubscriptions) == 0 {
+		return fmt.Errorf("%w: %s", ErrNoSubscriber, topic)
 	}
 	defer func() {
 		// The inline publish runs mochi's code in the caller's goroutine.
@@ -365,7 +395,7 @@ func (a *Adapter) Write(ctx context.Context, device, point string, v bridge.Valu
 			err = fmt.Errorf("mqtt: write to %s: broker panicked: %v", topic, r)
 		}
 	}()
-	if err := srv.Publish(topic, body, false, 1); err != nil {
+	if err := srv.Publish(topic, body, false, qos); err != nil {
 		return fmt.Errorf("mqtt: write to %s: %w", topic, err)
 	}
 	return nil

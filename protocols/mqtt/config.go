@@ -87,6 +87,10 @@ type Config struct {
 	AuthFailureInterval time.Duration `yaml:"auth_failure_interval"`
 	AuthCacheTTL        time.Duration `yaml:"auth_cache_ttl"` // 0: no cache
 
+	// Sparkplug makes the broker a Sparkplug B host application (sparkplug.go,
+	// docs/sparkplug.md). Off by default.
+	Sparkplug SparkplugConfig `yaml:"sparkplug"`
+
 	// Devices come from the top-level `devices:` list (AddDevice), not this section.
 	Devices []DeviceConfig `yaml:"-"`
 }
@@ -106,6 +110,54 @@ type UserConfig struct {
 	PasswordHash string   `yaml:"password_hash"` // bcrypt
 	Publish      []string `yaml:"publish"`
 	Subscribe    []string `yaml:"subscribe"`
+}
+
+// SparkplugConfig is the `mqtt.sparkplug:` section. The key names enabled and host_id
+// are a contract (docs/sparkplug.md).
+type SparkplugConfig struct {
+	Enabled bool   `yaml:"enabled"`
+	HostID  string `yaml:"host_id"` // spBv1.0/STATE/{host_id}
+	// Bounds on what edge nodes can make the gateway hold.
+	MaxMetricsPerPayload int `yaml:"max_metrics_per_payload"`
+	MaxAliasesPerNode    int `yaml:"max_aliases_per_node"` // metrics a node and its devices declare in births
+	MaxNodes             int `yaml:"max_nodes"`
+	// RebirthInterval is the least time between two rebirth requests to one node.
+	RebirthInterval time.Duration `yaml:"rebirth_interval"`
+}
+
+// Sparkplug defaults (docs/sparkplug.md).
+const (
+	DefaultSparkplugHostID               = "edgegate"
+	DefaultSparkplugMaxMetricsPerPayload = 1024
+	DefaultSparkplugMaxAliasesPerNode    = 10000
+	DefaultSparkplugMaxNodes             = 1000
+	DefaultSparkplugRebirthInterval      = 5 * time.Second
+)
+
+func (c SparkplugConfig) validate() []error {
+	if !c.Enabled {
+		return nil
+	}
+	var errs []error
+	if err := payload.ValidName(c.HostID); err != nil {
+		errs = append(errs, fmt.Errorf("mqtt: sparkplug: host_id %q: %w", c.HostID, err))
+	}
+	for _, p := range []struct {
+		key string
+		v   int
+	}{
+		{"max_metrics_per_payload", c.MaxMetricsPerPayload},
+		{"max_aliases_per_node", c.MaxAliasesPerNode},
+		{"max_nodes", c.MaxNodes},
+	} {
+		if p.v <= 0 {
+			errs = append(errs, fmt.Errorf("mqtt: sparkplug: %s: must be positive, got %d", p.key, p.v))
+		}
+	}
+	if c.RebirthInterval <= 0 {
+		errs = append(errs, fmt.Errorf("mqtt: sparkplug: rebirth_interval: must be positive, got %s", c.RebirthInterval))
+	}
+	return errs
 }
 
 // TopicConfig maps topics to devices and points, see topics.go.
@@ -145,6 +197,13 @@ func NewConfig() *Config {
 		AuthFailureBurst:    DefaultAuthFailureBurst,
 		AuthFailureInterval: DefaultAuthFailureInterval,
 		AuthCacheTTL:        DefaultAuthCacheTTL,
+		Sparkplug: SparkplugConfig{
+			HostID:               DefaultSparkplugHostID,
+			MaxMetricsPerPayload: DefaultSparkplugMaxMetricsPerPayload,
+			MaxAliasesPerNode:    DefaultSparkplugMaxAliasesPerNode,
+			MaxNodes:             DefaultSparkplugMaxNodes,
+			RebirthInterval:      DefaultSparkplugRebirthInterval,
+		},
 	}
 }
 
@@ -225,6 +284,7 @@ func (c *Config) Validate() []error {
 	if err := validateClientIDPattern(c.ClientID); err != nil {
 		add("mqtt: %w", err)
 	}
+	errs = append(errs, c.Sparkplug.validate()...)
 
 	users := map[string]bool{}
 	for i, u := range c.Users {

@@ -62,6 +62,9 @@
 //	auth_failure_burst:      10 (failed logins per source, an IP or IPv6 /64, before it is throttled)
 //	auth_failure_interval:   5s (then one more password check per interval)
 //	auth_cache_ttl:          10m (a successful check is remembered this long; 0: never)
+//	sparkplug:               {enabled: false, host_id: edgegate, max_metrics_per_payload: 1024,
+//	                         max_aliases_per_node: 10000, max_nodes: 1000, rebirth_interval: 5s}:
+//	                         Sparkplug B 3.0 edge nodes on spBv1.0/... (sparkplug.go, docs/sparkplug.md)
 //
 // `devices:` entries with `protocol: mqtt` give static labels, units and priorities:
 //

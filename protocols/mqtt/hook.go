@@ -238,6 +238,9 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 			return h.unavailable(cl, pk, err)
 		}
 	}
+	if h.a.sp != nil && isSparkplugTopic(pk.TopicName) && !(pk.FixedHeader.Retain && len(pk.Payload) == 0) {
+		return h.sparkplugPublish(cl, st, pk) // sparkplug_hook.go
+	}
 	m := h.a.cur().topics.match(pk.TopicName)
 	if m.kind == topicNone || m.kind == topicWrite || (pk.FixedHeader.Retain && len(pk.Payload) == 0) {
 		// Not a reading (clearing a retained message is not one either).
@@ -362,6 +365,10 @@ func (h *hook) OnWill(_ *mochi.Client, will mochi.Will) (mochi.Will, error) {
 // acknowledge (the client is gone), so a refusal is only counted and logged. The
 // will topic was checked against the user's publish list at CONNECT.
 func (h *hook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
+	if h.a.sp != nil && isSparkplugTopic(pk.TopicName) {
+		h.sparkplugWill(cl, pk) // an NDEATH, usually: sparkplug_hook.go
+		return
+	}
 	m := h.a.cur().topics.match(pk.TopicName)
 	if (m.kind != topicPoint && m.kind != topicObject) || len(pk.Payload) == 0 {
 		return

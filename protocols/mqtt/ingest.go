@@ -79,6 +79,12 @@ func (a *Adapter) ingest(ctx context.Context, sink protocols.Sink, m topicMatch,
 			Priority:   pt.priority,
 		}
 	}
+	return submit(ctx, sink, msgs)
+}
+
+// submit hands a batch to the bridge and classifies the outcome as ingest does.
+func submit(ctx context.Context, sink protocols.Sink, msgs []*bridge.Message) (string, bridge.Receipt, error) {
+	var none bridge.Receipt
 	r, err := sink.Submit(ctx, msgs...)
 	switch {
 	case err == nil:

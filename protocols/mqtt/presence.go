@@ -72,3 +72,15 @@ func (p *presence) gone(cl *mochi.Client) {
 	}
 	delete(p.byClient, cl)
 }
+
+// dead disconnects a device whatever clients spoke for it (a Sparkplug NDEATH or
+// DDEATH): the next reading from any of them connects it again.
+func (p *presence) dead(device string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for cl := range p.byDevice[device] {
+		delete(p.byClient[cl], device)
+	}
+	delete(p.byDevice, device)
+	p.sink.State(device, bridge.StateDisconnected, nil)
+}

@@ -15,7 +15,8 @@ var _ protocols.Reconfigurer = (*Adapter)(nil)
 // their access lists, anonymous access, topic patterns, configured devices, and the
 // payload and retained bounds are swapped whole; a connected client is checked
 // against the new access lists from its next packet on. Listeners, connection and
-// session limits need a new broker: those changes return ErrRestartRequired.
+// session limits, and the sparkplug section, need a new broker: those changes return
+// ErrRestartRequired.
 func (a *Adapter) Reconfigure(ctx context.Context, pc protocols.Config) error {
 	next, ok := pc.(*Config)
 	if !ok {
@@ -24,8 +25,9 @@ func (a *Adapter) Reconfigure(ctx context.Context, pc protocols.Config) error {
 	cur := a.cur().cfg
 	if !reflect.DeepEqual(cur.Listeners, next.Listeners) || cur.MaxConnections != next.MaxConnections ||
 		cur.MaxInflight != next.MaxInflight || cur.ConnectTimeout != next.ConnectTimeout ||
-		cur.SessionExpiry != next.SessionExpiry || cur.MaxPacketSize != next.MaxPacketSize {
-		return fmt.Errorf("mqtt: listeners or connection limits changed: %w", protocols.ErrRestartRequired)
+		cur.SessionExpiry != next.SessionExpiry || cur.MaxPacketSize != next.MaxPacketSize ||
+		cur.Sparkplug != next.Sparkplug {
+		return fmt.Errorf("mqtt: listeners, connection limits or sparkplug changed: %w", protocols.ErrRestartRequired)
 	}
 	lv, err := newLive(next)
 	if err != nil {
