@@ -1,12 +1,14 @@
 package mqtt
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/protocols"
 	"github.com/edgegate/edgegate/protocols/payload"
 	"github.com/edgegate/edgegate/protocols/sparkplug"
 	pb "github.com/edgegate/edgegate/protocols/sparkplug/sparkplugpb"
@@ -14,13 +16,13 @@ import (
 
 // spTest drives an spHost directly, without a broker.
 type spTest struct {
-	t   *testing.T
+	t   testing.TB
 	h   *spHost
 	lv  *live
 	now time.Time
 }
 
-func newSpTest(t *testing.T, mod func(*SparkplugConfig)) *spTest {
+func newSpTest(t testing.TB, mod func(*SparkplugConfig)) *spTest {
 	cfg := testConfig()
 	cfg.Sparkplug.Enabled = true
 	if mod != nil {
@@ -368,5 +370,96 @@ func TestSparkplugCommand(t *testing.T) {
 	}
 	if _, _, err = s.h.command("other", "x", bridge.Int(1), s.now); !errors.Is(err, errNotSparkplugDevice) {
 		t.Errorf("not a Sparkplug device: %v", err)
+	}
+}
+
+// The section's keys as docs/sparkplug.md gives them (enabled and host_id are a
+// contract), their defaults, and what Validate refuses.
+func TestSparkplugConfig(t *testing.T) {
+	cfg, err := decode(t, `{allow_anonymous: true, sparkplug: {enabled: true, host_id: edgegate}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := cfg.Validate(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	want := SparkplugConfig{Enabled: true, HostID: "edgegate", MaxMetricsPerPayload: 1024, MaxAliasesPerNode: 10000,
+		MaxNodes: 1000, RebirthInterval: 5 * time.Second}
+	if cfg.Sparkplug != want {
+		t.Errorf("sparkplug config %+v, want %+v", cfg.Sparkplug, want)
+	}
+	cfg, err = decode(t, `{allow_anonymous: true, sparkplug: {enabled: true, host_id: scada, max_metrics_per_payload: 10,
+  max_aliases_per_node: 20, max_nodes: 3, rebirth_interval: 1m}}`)
+	if err != nil || len(cfg.Validate()) > 0 {
+		t.Fatalf("every key: %v %v", err, cfg.Validate())
+	}
+	if _, err := decode(t, `{sparkplug: {enable: true}}`); err == nil {
+		t.Error("an unknown key was accepted")
+	}
+	cfg, _ = decode(t, `{allow_anonymous: true, sparkplug: {enabled: true, host_id: "a/b", max_nodes: 0, max_aliases_per_node: -1,
+  max_metrics_per_payload: 0, rebirth_interval: 0s}}`)
+	errs := cfg.Validate()
+	joined := ""
+	for _, e := range errs {
+		joined += e.Error() + "\n"
+	}
+	for _, key := range []string{"host_id", "max_nodes", "max_aliases_per_node", "max_metrics_per_payload", "rebirth_interval"} {
+		if !strings.Contains(joined, "sparkplug: "+key) {
+			t.Errorf("no error for %s in:\n%s", key, joined)
+		}
+	}
+	// Disabled, the section is not checked.
+	cfg, _ = decode(t, `{allow_anonymous: true, sparkplug: {host_id: ""}}`)
+	if errs := cfg.Validate(); len(errs) > 0 {
+		t.Errorf("disabled: %v", errs)
+	}
+}
+
+// A change of the sparkplug section needs the adapter restarted.
+func TestSparkplugReloadRestarts(t *testing.T) {
+	cfg := testConfig()
+	e := start(t, cfg)
+	next := testConfig()
+	next.Sparkplug.Enabled = true
+	if err := e.a.Reconfigure(context.Background(), next); !errors.Is(err, protocols.ErrRestartRequired) {
+		t.Errorf("Reconfigure enabling sparkplug: %v, want ErrRestartRequired", err)
+	}
+}
+
+// BenchmarkSparkplugDDATA: the host's work for a DDATA of 10 metrics by alias,
+// payload to bridge messages (no broker, no hub).
+func BenchmarkSparkplugDDATA(b *testing.B) {
+	s := newSpTest(b, nil)
+	s.births()
+	ms := make([]sparkplug.Metric, 10)
+	for i := range ms {
+		ms[i] = byAlias(uint64(10+i), pb.DataType_Int32, bridge.Int(int64(i)))
+	}
+	ms[8] = byAlias(18, pb.DataType_Float, bridge.Double(1))
+	ms[9] = byAlias(19, pb.DataType_Double, bridge.Double(2))
+	ms[1] = byAlias(11, pb.DataType_Int8, bridge.Int(1))
+	ms[2] = byAlias(12, pb.DataType_Int32, bridge.Int(1))
+	ms[3] = byAlias(13, pb.DataType_Int64, bridge.Int(1))
+	ms[4] = byAlias(14, pb.DataType_UInt8, bridge.Uint(1))
+	ms[5] = byAlias(15, pb.DataType_UInt16, bridge.Uint(1))
+	ms[6] = byAlias(16, pb.DataType_UInt32, bridge.Uint(1))
+	ms[7] = byAlias(17, pb.DataType_UInt64, bridge.Uint(1))
+	ms[0] = byAlias(10, pb.DataType_Int16, bridge.Int(1))
+	tp, _ := sparkplug.ParseTopic("spBv1.0/plant/DDATA/n1/pump")
+	raw := make([][]byte, 256)
+	for seq := range raw {
+		var err error
+		if raw[seq], err = sparkplug.Encode(seqd(uint64(seq), ms...)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	seq := 2
+	for b.Loop() {
+		o := s.h.handle(s.lv, tp, raw[seq%256], s.now)
+		if o.invalid != nil || o.rebirth != "" || len(o.msgs) != 10 {
+			b.Fatalf("%+v", o)
+		}
+		seq++
 	}
 }
