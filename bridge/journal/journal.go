@@ -225,7 +225,7 @@ type Journal struct {
 	writeErrors    atomic.Uint64
 	reserveWaits   atomic.Uint64
 	syncs          atomic.Uint64 // fsyncs of segments: messages per sync is the group commit's batch
-	corruptRecords uint64 // found at Open
+	corruptRecords uint64        // found at Open
 	corruptBytes   uint64
 
 	consumers *consumers
