@@ -463,3 +463,52 @@ func BenchmarkSparkplugDDATA(b *testing.B) {
 		seq++
 	}
 }
+
+// FuzzSparkplugHost: whatever payloads arrive on an edge node's topics, in whatever
+// order, the host never panics, every message it makes is one the bridge takes (a
+// valid device and point name, a value), and a refusal is invalid or a bound.
+func FuzzSparkplugHost(f *testing.F) {
+	topics := []string{
+		"spBv1.0/g/NBIRTH/n", "spBv1.0/g/NDATA/n", "spBv1.0/g/NDEATH/n",
+		"spBv1.0/g/DBIRTH/n/d", "spBv1.0/g/DDATA/n/d", "spBv1.0/g/DDEATH/n/d",
+	}
+	enc := func(p *sparkplug.Payload) []byte {
+		b, err := sparkplug.Encode(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	nbirth := enc(seqd(0, met("bdSeq", 0, pb.DataType_Int64, bridge.Int(0)), met("a/b", 1, pb.DataType_Int8, bridge.Int(-1))))
+	dbirth := enc(seqd(1, met("x", 2, pb.DataType_String, bridge.String("s")), met("y", 3, pb.DataType_UInt64, bridge.Uint(5))))
+	ddata := enc(seqd(2, byAlias(2, pb.DataType_String, bridge.String("t")), sparkplug.Metric{Alias: 3, HasAlias: true, Datatype: pb.DataType_UInt64, IsNull: true}))
+	ndeath := enc(&sparkplug.Payload{Metrics: []sparkplug.Metric{met("bdSeq", 0, pb.DataType_Int64, bridge.Int(0))}})
+	f.Add(byte(0), nbirth, byte(3), dbirth, byte(4), ddata)
+	f.Add(byte(0), nbirth, byte(1), ddata, byte(2), ndeath)
+	f.Add(byte(4), ddata, byte(5), ddata, byte(0), []byte("junk"))
+	f.Fuzz(func(t *testing.T, t1 byte, p1 []byte, t2 byte, p2 []byte, t3 byte, p3 []byte) {
+		s := newSpTest(t, func(c *SparkplugConfig) { c.MaxMetricsPerPayload = 16; c.MaxAliasesPerNode = 32; c.MaxNodes = 2 })
+		// A birth first, so that the fuzzed messages also meet a born node.
+		tp, _ := sparkplug.ParseTopic(topics[0])
+		s.h.handle(s.lv, tp, nbirth, s.now)
+		for _, in := range []struct {
+			topic byte
+			raw   []byte
+		}{{t1, p1}, {t2, p2}, {t3, p3}} {
+			tp, _ := sparkplug.ParseTopic(topics[int(in.topic)%len(topics)])
+			o := s.h.handle(s.lv, tp, in.raw, s.now)
+			if o.invalid != nil && !errors.Is(o.invalid, sparkplug.ErrInvalidPayload) {
+				t.Fatalf("invalid: %v", o.invalid)
+			}
+			if (o.invalid != nil || o.refused != nil) && len(o.msgs) > 0 {
+				t.Fatalf("refused, with %d messages", len(o.msgs))
+			}
+			for _, m := range o.msgs {
+				if payload.ValidName(m.Device) != nil || payload.ValidName(m.Point) != nil || m.Value.IsZero() {
+					t.Fatalf("message %+v", m)
+				}
+			}
+			s.now = s.now.Add(time.Second)
+		}
+	})
+}
