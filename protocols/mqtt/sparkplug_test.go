@@ -1,12 +1,14 @@
 package mqtt
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgegate/edgegate/bridge"
+	"github.com/edgegate/edgegate/protocols"
 	"github.com/edgegate/edgegate/protocols/payload"
 	"github.com/edgegate/edgegate/protocols/sparkplug"
 	pb "github.com/edgegate/edgegate/protocols/sparkplug/sparkplugpb"
@@ -14,13 +16,13 @@ import (
 
 // spTest drives an spHost directly, without a broker.
 type spTest struct {
-	t   *testing.T
+	t   testing.TB
 	h   *spHost
 	lv  *live
 	now time.Time
 }
 
-func newSpTest(t *testing.T, mod func(*SparkplugConfig)) *spTest {
+func newSpTest(t testing.TB, mod func(*SparkplugConfig)) *spTest {
 	cfg := testConfig()
 	cfg.Sparkplug.Enabled = true
 	if mod != nil {
@@ -369,4 +371,144 @@ func TestSparkplugCommand(t *testing.T) {
 	if _, _, err = s.h.command("other", "x", bridge.Int(1), s.now); !errors.Is(err, errNotSparkplugDevice) {
 		t.Errorf("not a Sparkplug device: %v", err)
 	}
+}
+
+// The section's keys as docs/sparkplug.md gives them (enabled and host_id are a
+// contract), their defaults, and what Validate refuses.
+func TestSparkplugConfig(t *testing.T) {
+	cfg, err := decode(t, `{allow_anonymous: true, sparkplug: {enabled: true, host_id: edgegate}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := cfg.Validate(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	want := SparkplugConfig{Enabled: true, HostID: "edgegate", MaxMetricsPerPayload: 1024, MaxAliasesPerNode: 10000,
+		MaxNodes: 1000, RebirthInterval: 5 * time.Second}
+	if cfg.Sparkplug != want {
+		t.Errorf("sparkplug config %+v, want %+v", cfg.Sparkplug, want)
+	}
+	cfg, err = decode(t, `{allow_anonymous: true, sparkplug: {enabled: true, host_id: scada, max_metrics_per_payload: 10,
+  max_aliases_per_node: 20, max_nodes: 3, rebirth_interval: 1m}}`)
+	if err != nil || len(cfg.Validate()) > 0 {
+		t.Fatalf("every key: %v %v", err, cfg.Validate())
+	}
+	if _, err := decode(t, `{sparkplug: {enable: true}}`); err == nil {
+		t.Error("an unknown key was accepted")
+	}
+	cfg, _ = decode(t, `{allow_anonymous: true, sparkplug: {enabled: true, host_id: "a/b", max_nodes: 0, max_aliases_per_node: -1,
+  max_metrics_per_payload: 0, rebirth_interval: 0s}}`)
+	errs := cfg.Validate()
+	joined := ""
+	for _, e := range errs {
+		joined += e.Error() + "\n"
+	}
+	for _, key := range []string{"host_id", "max_nodes", "max_aliases_per_node", "max_metrics_per_payload", "rebirth_interval"} {
+		if !strings.Contains(joined, "sparkplug: "+key) {
+			t.Errorf("no error for %s in:\n%s", key, joined)
+		}
+	}
+	// Disabled, the section is not checked.
+	cfg, _ = decode(t, `{allow_anonymous: true, sparkplug: {host_id: ""}}`)
+	if errs := cfg.Validate(); len(errs) > 0 {
+		t.Errorf("disabled: %v", errs)
+	}
+}
+
+// A change of the sparkplug section needs the adapter restarted.
+func TestSparkplugReloadRestarts(t *testing.T) {
+	cfg := testConfig()
+	e := start(t, cfg)
+	next := testConfig()
+	next.Sparkplug.Enabled = true
+	if err := e.a.Reconfigure(context.Background(), next); !errors.Is(err, protocols.ErrRestartRequired) {
+		t.Errorf("Reconfigure enabling sparkplug: %v, want ErrRestartRequired", err)
+	}
+}
+
+// BenchmarkSparkplugDDATA: the host's work for a DDATA of 10 metrics by alias,
+// payload to bridge messages (no broker, no hub).
+func BenchmarkSparkplugDDATA(b *testing.B) {
+	s := newSpTest(b, nil)
+	s.births()
+	ms := make([]sparkplug.Metric, 10)
+	for i := range ms {
+		ms[i] = byAlias(uint64(10+i), pb.DataType_Int32, bridge.Int(int64(i)))
+	}
+	ms[8] = byAlias(18, pb.DataType_Float, bridge.Double(1))
+	ms[9] = byAlias(19, pb.DataType_Double, bridge.Double(2))
+	ms[1] = byAlias(11, pb.DataType_Int8, bridge.Int(1))
+	ms[2] = byAlias(12, pb.DataType_Int32, bridge.Int(1))
+	ms[3] = byAlias(13, pb.DataType_Int64, bridge.Int(1))
+	ms[4] = byAlias(14, pb.DataType_UInt8, bridge.Uint(1))
+	ms[5] = byAlias(15, pb.DataType_UInt16, bridge.Uint(1))
+	ms[6] = byAlias(16, pb.DataType_UInt32, bridge.Uint(1))
+	ms[7] = byAlias(17, pb.DataType_UInt64, bridge.Uint(1))
+	ms[0] = byAlias(10, pb.DataType_Int16, bridge.Int(1))
+	tp, _ := sparkplug.ParseTopic("spBv1.0/plant/DDATA/n1/pump")
+	raw := make([][]byte, 256)
+	for seq := range raw {
+		var err error
+		if raw[seq], err = sparkplug.Encode(seqd(uint64(seq), ms...)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	seq := 2
+	for b.Loop() {
+		o := s.h.handle(s.lv, tp, raw[seq%256], s.now)
+		if o.invalid != nil || o.rebirth != "" || len(o.msgs) != 10 {
+			b.Fatalf("%+v", o)
+		}
+		seq++
+	}
+}
+
+// FuzzSparkplugHost: whatever payloads arrive on an edge node's topics, in whatever
+// order, the host never panics, every message it makes is one the bridge takes (a
+// valid device and point name, a value), and a refusal is invalid or a bound.
+func FuzzSparkplugHost(f *testing.F) {
+	topics := []string{
+		"spBv1.0/g/NBIRTH/n", "spBv1.0/g/NDATA/n", "spBv1.0/g/NDEATH/n",
+		"spBv1.0/g/DBIRTH/n/d", "spBv1.0/g/DDATA/n/d", "spBv1.0/g/DDEATH/n/d",
+	}
+	enc := func(p *sparkplug.Payload) []byte {
+		b, err := sparkplug.Encode(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	nbirth := enc(seqd(0, met("bdSeq", 0, pb.DataType_Int64, bridge.Int(0)), met("a/b", 1, pb.DataType_Int8, bridge.Int(-1))))
+	dbirth := enc(seqd(1, met("x", 2, pb.DataType_String, bridge.String("s")), met("y", 3, pb.DataType_UInt64, bridge.Uint(5))))
+	ddata := enc(seqd(2, byAlias(2, pb.DataType_String, bridge.String("t")), sparkplug.Metric{Alias: 3, HasAlias: true, Datatype: pb.DataType_UInt64, IsNull: true}))
+	ndeath := enc(&sparkplug.Payload{Metrics: []sparkplug.Metric{met("bdSeq", 0, pb.DataType_Int64, bridge.Int(0))}})
+	f.Add(byte(0), nbirth, byte(3), dbirth, byte(4), ddata)
+	f.Add(byte(0), nbirth, byte(1), ddata, byte(2), ndeath)
+	f.Add(byte(4), ddata, byte(5), ddata, byte(0), []byte("junk"))
+	f.Fuzz(func(t *testing.T, t1 byte, p1 []byte, t2 byte, p2 []byte, t3 byte, p3 []byte) {
+		s := newSpTest(t, func(c *SparkplugConfig) { c.MaxMetricsPerPayload = 16; c.MaxAliasesPerNode = 32; c.MaxNodes = 2 })
+		// A birth first, so that the fuzzed messages also meet a born node.
+		tp, _ := sparkplug.ParseTopic(topics[0])
+		s.h.handle(s.lv, tp, nbirth, s.now)
+		for _, in := range []struct {
+			topic byte
+			raw   []byte
+		}{{t1, p1}, {t2, p2}, {t3, p3}} {
+			tp, _ := sparkplug.ParseTopic(topics[int(in.topic)%len(topics)])
+			o := s.h.handle(s.lv, tp, in.raw, s.now)
+			if o.invalid != nil && !errors.Is(o.invalid, sparkplug.ErrInvalidPayload) {
+				t.Fatalf("invalid: %v", o.invalid)
+			}
+			if (o.invalid != nil || o.refused != nil) && len(o.msgs) > 0 {
+				t.Fatalf("refused, with %d messages", len(o.msgs))
+			}
+			for _, m := range o.msgs {
+				if payload.ValidName(m.Device) != nil || payload.ValidName(m.Point) != nil || m.Value.IsZero() {
+					t.Fatalf("message %+v", m)
+				}
+			}
+			s.now = s.now.Add(time.Second)
+		}
+	})
 }
