@@ -11,6 +11,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/edgegate/edgegate/bridge"
 	"github.com/edgegate/edgegate/bridge/pbconv"
+	"github.com/edgegate/edgegate/uplink"
 )
 
 // The forwarder reads the hub with a subscription that has the link's match
@@ -79,20 +80,9 @@ func (f *forwarder) run(sctx, ctx context.Context) error {
 		err = nil // the session's cause says why
 	}
 	if ctx.Err() != nil && context.Cause(sctx) == context.Cause(ctx) {
-		// Stopping with the connection up: wait a moment for the
-		// acknowledgements of what is in flight.
-		t := time.NewTimer(stopWait)
-	wait:
-		for f.inFlight() > 0 {
-			select {
-			case <-f.idle:
-			case <-collected:
-				break wait
-			case <-t.C:
-				break wait
-			}
-		}
-		t.Stop()
+		// Stopping with the connection up: the saved position is as fresh as
+		// the acknowledgements that come within stopWait.
+		uplink.WaitAcked(f.inFlight, f.idle, collected, stopWait)
 	}
 	close(stop)
 	<-collected

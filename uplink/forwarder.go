@@ -101,20 +101,9 @@ func (f *forwarder) run(sctx, ctx context.Context) error {
 		err = nil // the session's cause says why
 	}
 	if ctx.Err() != nil && context.Cause(sctx) == context.Cause(ctx) {
-		// Stopping with the connection up: wait a moment for the
-		// acknowledgements of what is in flight, so the saved position is fresh.
-		t := time.NewTimer(stopWait)
-	wait:
-		for f.inFlight() > 0 {
-			select {
-			case <-f.idle:
-			case <-collected:
-				break wait
-			case <-t.C:
-				break wait
-			}
-		}
-		t.Stop()
+		// Stopping with the connection up: the saved position is as fresh as
+		// the acknowledgements that come within stopWait.
+		WaitAcked(f.inFlight, f.idle, collected, stopWait)
 	}
 	close(stop)
 	<-collected
@@ -422,4 +411,23 @@ func (p *pacer) wait(ctx context.Context, size int) (time.Duration, error) {
 		}
 	}
 	return time.Since(start), nil
+}
+
+// WaitAcked waits, at most for d, until nothing is in flight: idle is signalled
+// when the count may have reached zero, collected is closed when no more
+// acknowledgements will come (the connection ended). A link that stops with its
+// connection up waits this way, so that the position it saves is fresh. The
+// uplink and the northbound MQTT links both stop this way.
+func WaitAcked(inFlight func() int, idle, collected <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for inFlight() > 0 {
+		select {
+		case <-idle:
+		case <-collected:
+			return
+		case <-t.C:
+			return
+		}
+	}
 }

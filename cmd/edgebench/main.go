@@ -21,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edgegate/edgegate/internal/backoff"
 )
 
 func main() {
@@ -283,16 +285,7 @@ func bench(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 }
 
 // sleepCtx sleeps for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) error { return backoff.Sleep(ctx, d) }
 
 func cpuModel() string {
 	b, err := os.ReadFile("/proc/cpuinfo")
